@@ -1,0 +1,1 @@
+"""courtledger consensus package."""

@@ -1,0 +1,1 @@
+"""courtledger ledger package."""

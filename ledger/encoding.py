@@ -1,0 +1,134 @@
+"""Canonical MessagePack (DESIGN §2): one value, exactly one byte form, in any language.
+
+This module is the ledger's only caller of msgpack. Allowed values are ``bool``, ``int`` in
+−2^63 … 2^64−1, ``str`` (UTF-8), ``bytes``, ``list`` and ``dict`` with ``str`` keys. There is
+no nil, no float and no ext type; an absent field is omitted, never nil.
+
+The byte form: map keys sorted by their UTF-8 bytes; every integer, string, binary, array and
+map in the smallest family that holds it (what msgpack-python emits). :func:`decode` accepts
+only bytes that :func:`canonical` would have produced: it re-encodes what it decoded and
+refuses the input if the bytes differ. That single comparison refuses unsorted or duplicate
+keys, non-minimal integers and lengths, and the old raw string family, without a parser of our
+own that could disagree with the encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ledger.errors import EncodingError
+
+#: Deepest nesting accepted, counting the outermost container as 1. Our formats need 6.
+MAX_DEPTH = 32
+
+#: Largest input :func:`decode` accepts unless the caller passes its own limit.
+DEFAULT_MAX_SIZE = 64 * 1024 * 1024
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+Value = Any
+"""A value of the canonical data model (bool, int, str, bytes, list, dict[str, ...])."""
+
+
+def _normalise(obj: Value, depth: int) -> Value:
+    """Check ``obj`` against the data model and return it with every map's keys sorted."""
+    if depth > MAX_DEPTH:
+        raise EncodingError(f"nesting deeper than {MAX_DEPTH}")
+    # bool before int: bool is a subclass of int in Python.
+    if isinstance(obj, bool):
+        return obj
+    if isinstance(obj, int):
+        if not _INT_MIN <= obj <= _INT_MAX:
+            raise EncodingError(f"integer {obj} outside −2^63 … 2^64−1")
+        return obj
+    if isinstance(obj, str | bytes):
+        return obj
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj)
+    if isinstance(obj, list | tuple):
+        return [_normalise(x, depth + 1) for x in obj]
+    if isinstance(obj, dict):
+        items = []
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise EncodingError(f"map key {key!r} is not a string")
+            items.append((key.encode("utf-8"), key, _normalise(value, depth + 1)))
+        items.sort(key=lambda kv: kv[0])
+        return {key: value for _, key, value in items}
+    if obj is None:
+        raise EncodingError("nil is not allowed: omit an absent field instead")
+    if isinstance(obj, float):
+        raise EncodingError("floats are not allowed: use integers (times are ms since the epoch)")
+    raise EncodingError(f"type {type(obj).__name__} cannot be encoded")
+
+
+def canonical(obj: Value) -> bytes:
+    """Return the one canonical byte form of ``obj``.
+
+    Raises :class:`EncodingError` if ``obj`` is outside the data model.
+    """
+    normalised = _normalise(obj, 1)
+    try:
+        packed: bytes = msgpack.packb(normalised, use_bin_type=True)
+    except (ValueError, OverflowError, TypeError) as exc:  # pragma: no cover - guarded above
+        raise EncodingError(f"cannot encode: {exc}") from exc
+    return packed
+
+
+def _refuse_ext(code: int, data: bytes) -> Value:
+    raise EncodingError(f"ext type {code} is not allowed")
+
+
+def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Value]:
+    result: dict[str, Value] = {}
+    for key, value in pairs:
+        if not isinstance(key, str):
+            raise EncodingError(f"map key {key!r} is not a string")
+        if key in result:
+            raise EncodingError(f"duplicate map key {key!r}")
+        result[key] = value
+    return result
+
+
+def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Value:
+    """Decode canonical bytes, refusing anything :func:`canonical` would not produce.
+
+    Refused with :class:`EncodingError`: input larger than ``max_size``, trailing bytes,
+    truncated input, nil, floats, ext types, non-string or duplicate map keys, unsorted keys,
+    integers or lengths not in their smallest family, invalid UTF-8, nesting deeper than
+    :data:`MAX_DEPTH`.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise EncodingError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise EncodingError(f"input of {len(data)} bytes exceeds the limit of {max_size}")
+    if not data:
+        raise EncodingError("empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            object_pairs_hook=_pairs_to_dict,
+            ext_hook=_refuse_ext,
+        )
+    except EncodingError:
+        raise
+    except msgpack.ExtraData as exc:
+        raise EncodingError("trailing bytes after the value") from exc
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        # msgpack raises ValueError subclasses for truncated input and bad formats,
+        # UnicodeDecodeError for invalid UTF-8 in a str.
+        raise EncodingError(f"malformed MessagePack: {exc}") from exc
+    except Exception as exc:  # msgpack's C extension may raise others on hostile input
+        raise EncodingError(f"malformed MessagePack: {type(exc).__name__}: {exc}") from exc
+    if canonical(value) != data:
+        raise EncodingError(
+            "not canonical: keys unsorted, or an integer or length not in its smallest family"
+        )
+    return value

@@ -1,0 +1,1 @@
+"""courtledger verifier package."""
