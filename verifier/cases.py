@@ -1,0 +1,178 @@
+"""One case's events and their corrected view (domain/events.md "Conventions").
+
+Nothing on a chain is edited. ``EVENT_CORRECTED`` (``corrects``, ``body``) replaces an event's
+body in the view the rules read; ``EVENT_VOIDED`` (``voids``) withdraws it. Either must come from
+the same court as the event it names; otherwise it is ignored (it cannot change another court's
+record). Each :class:`Event` keeps the ids of every entry behind it, so a finding that cites the
+event cites the original and its correction.
+
+A correction may arrive before its target (an events file in any order): it waits, and applies
+when the target arrives. A later correction of the same event wins (chain order). Voiding a
+correction restores the previous body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifier.findings import Cite
+from verifier.records import Record
+
+META_TYPES = ("EVENT_CORRECTED", "EVENT_VOIDED")
+
+
+@dataclass(slots=True)
+class Event:
+    """A flow-node event as the rules read it (the corrected view)."""
+
+    type: str
+    occurred_at: int
+    fields: Mapping[str, Any]
+    evidence_refs: tuple[bytes, ...]
+    cites: tuple[Cite, ...]  # the original entry first, then its correction(s)
+    recorded_at: int
+    court: str
+    seq: int
+    actor: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A field of the event, or ``default``."""
+        return self.fields.get(name, default)
+
+    @property
+    def party(self) -> Any:
+        """The debtor or applicant the event concerns (keyed hash)."""
+        return self.fields.get("party")
+
+
+@dataclass(slots=True)
+class RawEvent:
+    """An ``event`` entry as recorded, before corrections."""
+
+    record: Record
+    seq: int
+    body: Mapping[str, Any]
+    court: str
+    signer: bytes
+
+
+def _refs(body: Mapping[str, Any]) -> tuple[bytes, ...]:
+    out = []
+    for r in body.get("evidence_refs", ()) or ():
+        if isinstance(r, bytes):
+            out.append(r)
+        elif isinstance(r, str):
+            try:
+                out.append(bytes.fromhex(r))
+            except ValueError:
+                continue
+    return tuple(out)
+
+
+class CaseState:
+    """Every entry of one case, and the corrected view the rules read."""
+
+    __slots__ = ("case", "court", "raw", "order", "meta", "_view", "evidence", "version")
+
+    def __init__(self, case: str) -> None:
+        self.case = case
+        self.court = ""
+        self.raw: dict[bytes, RawEvent] = {}
+        self.order: list[bytes] = []  # entry ids of non-meta events, in ingest order
+        self.meta: list[RawEvent] = []  # corrections and voids, in ingest order
+        self.evidence: dict[bytes, Record] = {}  # evidence entries filed under this case
+        self._view: list[Event] | None = None
+        self.version = 0
+
+    def add(self, record: Record, seq: int) -> bool:
+        """Add an ``event`` or ``evidence`` record of this case; False if it was already here."""
+        payload = record.payload
+        if record.entry_id in self.raw:
+            return False
+        if payload.get("kind") == "evidence":
+            self.evidence[bytes(payload["body"].get("sha256", b""))] = record
+            self.version += 1
+            return True
+        body = payload.get("body") or {}
+        court = str(payload.get("court", ""))
+        raw = RawEvent(record, seq, body, court, bytes(payload.get("signer", b"")))
+        self.raw[record.entry_id] = raw
+        if not self.court:
+            self.court = court
+        if body.get("type") in META_TYPES:
+            self.meta.append(raw)
+        else:
+            self.order.append(record.entry_id)
+        self._view = None
+        self.version += 1
+        return True
+
+    def raw_events(self) -> Iterable[RawEvent]:
+        """Every non-meta event entry of the case, in ingest order."""
+        return (self.raw[i] for i in self.order)
+
+    def view(self) -> list[Event]:
+        """The corrected view: voided events dropped, corrected bodies used, by business time."""
+        if self._view is None:
+            self._view = self._build_view()
+        return self._view
+
+    def _build_view(self) -> list[Event]:
+        # Resolve meta entries in chain order. A void of a correction cancels that correction.
+        voided_meta: set[bytes] = set()
+        for m in self.meta:
+            f = m.body.get("fields") or {}
+            if m.body.get("type") == "EVENT_VOIDED":
+                target = _hex_id(f.get("voids"))
+                t = self.raw.get(target) if target else None
+                if t is not None and t.body.get("type") == "EVENT_CORRECTED" and t.court == m.court:
+                    voided_meta.add(target)  # type: ignore[arg-type]
+        corrections: dict[bytes, list[RawEvent]] = {}
+        voids: dict[bytes, RawEvent] = {}
+        for m in self.meta:
+            if m.record.entry_id in voided_meta:
+                continue
+            f = m.body.get("fields") or {}
+            if m.body.get("type") == "EVENT_CORRECTED":
+                target = _hex_id(f.get("corrects"))
+                if target is not None and target in self.raw and isinstance(f.get("body"), Mapping):
+                    if self.raw[target].court == m.court:
+                        corrections.setdefault(target, []).append(m)
+            else:
+                target = _hex_id(f.get("voids"))
+                if target is not None and target in self.raw and self.raw[target].court == m.court:
+                    voids.setdefault(target, m)
+        events: list[Event] = []
+        for eid in self.order:
+            if eid in voids:
+                continue
+            raw = self.raw[eid]
+            body = raw.body
+            cites: list[Cite] = [(eid, raw.record.height)]
+            for c in corrections.get(eid, ()):
+                body = c.body["fields"]["body"]
+                cites.append((c.record.entry_id, c.record.height))
+            occurred = body.get("occurred_at")
+            if not isinstance(occurred, int) or isinstance(body.get("fields"), Mapping) is False:
+                continue
+            events.append(Event(
+                type=str(body.get("type", "")), occurred_at=occurred,
+                fields=body.get("fields") or {}, evidence_refs=_refs(body), cites=tuple(cites),
+                recorded_at=raw.record.recorded_at, court=raw.court, seq=raw.seq,
+                actor=body.get("actor") or {},
+            ))
+        events.sort(key=lambda e: (e.occurred_at, e.seq))
+        return events
+
+
+def _hex_id(value: Any) -> bytes | None:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            return None
+    return None
