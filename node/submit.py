@@ -138,23 +138,25 @@ def submit_group() -> None:
 @click.option("--file", "file_path", type=click.Path(path_type=Path), help="The document.")
 @click.option("--sha256", "sha_hex", help="Or its SHA-256 (hex).")
 @click.option("--doc-type", required=True, help="Document type, e.g. 执行裁定书")
-@click.option("--doc-no", help="Document number (案号 with 之一… suffix).")
+@click.option("--doc-no", help="Document number (default: the 案号; 之一… for later ones).")
+@click.option("--media-type", default="application/pdf", show_default=True)
+@click.option("--size", type=int, help="Size in bytes (with --sha256).")
 def submit_document(node: str, key_path: Path, genesis_path: Path, wait: bool, case: str,
                     file_path: Path | None, sha_hex: str | None, doc_type: str,
-                    doc_no: str | None) -> None:
+                    doc_no: str | None, media_type: str, size: int | None) -> None:
     """Anchor a case document by its SHA-256 (the file never leaves this machine)."""
     genesis, signer = _load(genesis_path, key_path)
     if file_path is not None:
         digest, size = _file_digest(file_path)
-    elif sha_hex:
-        digest, size = bytes.fromhex(sha_hex), None
+    elif sha_hex and size is not None:
+        try:
+            digest = bytes.fromhex(sha_hex)
+        except ValueError:
+            raise click.UsageError("--sha256 is not hex") from None
     else:
-        raise click.UsageError("give --file or --sha256")
-    body: dict[str, Any] = {"sha256": digest, "doc_type": doc_type}
-    if size is not None:
-        body["size"] = size
-    if doc_no:
-        body["doc_no"] = doc_no
+        raise click.UsageError("give --file, or --sha256 with --size")
+    body: dict[str, Any] = {"sha256": digest, "doc_type": doc_type, "size": size,
+                            "media_type": media_type, "doc_no": doc_no or case}
     env = sign_payload(genesis, signer, "document", body, case=case)
     _finish(post_entries(node, [env], "receipt" if wait else None), wait)
 

@@ -1,0 +1,55 @@
+"""The one exception handler: domain errors → HTTP status and ``{"error", "detail"}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.service import ServiceError
+from ledger.errors import (
+    CheckpointError,
+    EncodingError,
+    LedgerError,
+    ProofError,
+    StoreError,
+)
+
+
+def status_of(exc: LedgerError) -> int:
+    """The HTTP status of a domain error (DESIGN §6: every refusal is a 4xx)."""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, ServiceError) or isinstance(status, int):
+        return int(status)  # type: ignore[arg-type]
+    if isinstance(exc, StoreError):
+        return 500
+    if isinstance(exc, EncodingError | ProofError | CheckpointError):
+        return 400
+    return 422  # validity, admission, signatures, case numbers
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error the routes can meet to ``{"error", "detail"}``."""
+
+    @app.exception_handler(LedgerError)
+    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if status_of(exc) in (429, 503) else None
+        return JSONResponse(
+            {"error": exc.code, "detail": exc.detail}, status_code=status_of(exc), headers=headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": str(exc.detail)},
+                            status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return JSONResponse(
+            {"error": "bad_request", "detail": f"{where}: {first.get('msg', 'invalid')}"},
+            status_code=400,
+        )

@@ -1,0 +1,191 @@
+"""Cosigning checkpoints (DESIGN §2 "Checkpoints", §3).
+
+After a voter has itself verified and applied block ``h`` it signs the checkpoint of ``h`` with
+its node key and sends the signature to every other voter on the peer links (application
+frames, channel ``cosig``). Each voter checks every signature it receives:
+
+* against the sender's node key among the voters in force (a bad signature counts for nothing);
+* against **its own** checkpoint of that height: a validly signed checkpoint that differs is
+  equivocation — a leader fed different blocks to different followers. The voter stops
+  cosigning, raises the alarm and keeps both signed checkpoints as evidence (in memory, in
+  ``/v1/cluster`` and in ``<data_dir>/evidence/``). With ``majority`` this is detection within
+  one round trip of the exchange; with ``two_thirds`` no quorum can form on either side.
+
+A caught-up voter refuses to cosign a block whose time is off its own clock by more than
+``max_clock_skew_ms`` and raises the alarm (a liveness check, not validity, DESIGN §2).
+Once a checkpoint holds ``receipt_quorum`` valid voter signatures it is stored; receipts of
+its entries become available.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ledger.checkpoints import (
+    check_checkpoint,
+    checkpoint_to_json,
+    detect_equivocation,
+    make_checkpoint,
+    sign_checkpoint,
+    verify_checkpoint_signatures,
+)
+from ledger.crypto import Signer
+from ledger.encoding import canonical, decode
+from ledger.errors import LedgerError
+
+log = logging.getLogger("courtledger.cosign")
+
+CHANNEL = "cosig"
+#: Signatures that arrive before their block is applied here wait, up to this many heights.
+MAX_EARLY_HEIGHTS = 1024
+#: Own checkpoints kept in memory for comparison (older ones are read from the store).
+KEEP_HEIGHTS = 4096
+
+
+class Cosigner:
+    """Sign, exchange and collect checkpoint signatures; detect equivocation."""
+
+    def __init__(
+        self,
+        *,
+        chain: Any,
+        signer: Signer,
+        node_id: str,
+        send_all: Callable[[str, bytes], Awaitable[None]],
+        on_quorum: Callable[[int], None],
+        alarm: Callable[[str, str], None],
+        evidence_dir: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.chain = chain
+        self.signer = signer
+        self.node_id = node_id
+        self.send_all = send_all
+        self.on_quorum = on_quorum
+        self.alarm = alarm
+        self.evidence_dir = evidence_dir
+        self.clock = clock
+        self.own: dict[int, dict[str, Any]] = {}
+        self.sigs: dict[int, dict[str, bytes]] = {}
+        self.early: dict[int, list[tuple[str, dict[str, Any], bytes]]] = {}
+        self.stopped: str | None = None
+        self.evidence: list[dict[str, Any]] = []
+        self.skew_refusals = 0
+
+    # ------------------------------------------------------------------ own checkpoints
+
+    async def on_applied(self, header: dict[str, Any], block_hash: bytes, caught_up: bool) -> None:
+        """Block ``header`` was verified and applied here: sign and send its checkpoint."""
+        h = header["height"]
+        cp = make_checkpoint(
+            self.chain.chain_id, h, block_hash, header["tree_size"], header["root"],
+            header["time"],
+        )
+        self.own[h] = cp
+        self.own.pop(h - KEEP_HEIGHTS, None)
+        self.sigs.pop(h - KEEP_HEIGHTS, None)
+        if self.stopped is None and self.chain.is_voter(self.node_id):
+            skew = abs(self.clock() * 1000 - header["time"])
+            limit = self.chain.params.max_clock_skew_ms
+            if caught_up and skew > limit:
+                # DESIGN §2: a caught-up voter refuses to cosign a block whose time is off its
+                # own clock by more than max_clock_skew_ms (liveness, not validity).
+                self.skew_refusals += 1
+                self.alarm("clock_skew", f"block {h} time is {skew:.0f} ms off this node's clock "
+                           f"(limit {limit} ms); not cosigning it")
+            else:
+                sig = sign_checkpoint(self.signer, self.chain.chain_id, cp)
+                self._add(h, cp, self.node_id, sig)
+                await self.send_all(CHANNEL, canonical({"cp": cp, "node": self.node_id,
+                                                        "sig": sig}))
+        for peer, theirs, sig in self.early.pop(h, []):
+            self._receive(peer, theirs, sig)
+
+    async def resend(self, heights: list[int]) -> None:
+        """Re-send our signatures of recent heights (after a restart, peers lost theirs)."""
+        for h in heights:
+            cp = self.own.get(h)
+            sig = self.sigs.get(h, {}).get(self.node_id)
+            if cp is not None and sig is not None and self.stopped is None:
+                await self.send_all(CHANNEL, canonical({"cp": cp, "node": self.node_id,
+                                                        "sig": sig}))
+
+    # ------------------------------------------------------------------ peers' signatures
+
+    async def on_frame(self, peer: str, data: bytes) -> None:
+        """A ``cosig`` frame from ``peer``: ``{cp, node, sig}``."""
+        try:
+            msg = decode(data, max_size=4096)
+            if not isinstance(msg, dict) or set(msg) != {"cp", "node", "sig"}:
+                raise ValueError("a cosig frame is {cp, node, sig}")
+            cp, node, sig = msg["cp"], msg["node"], msg["sig"]
+            check_checkpoint(cp)
+            if node != peer:
+                raise ValueError(f"signature of {node!r} relayed by {peer!r}")
+            if cp["chain"] != self.chain.chain_id:
+                raise ValueError("checkpoint of another chain")
+        except (LedgerError, ValueError) as exc:
+            log.warning("dropping a cosig frame from %s: %s", peer, exc)
+            return
+        self._receive(peer, cp, sig)
+
+    def _receive(self, peer: str, cp: dict[str, Any], sig: bytes) -> None:
+        h = cp["height"]
+        voters = self.chain.voters_at(h)
+        if peer not in verify_checkpoint_signatures(cp, [{"node": peer, "sig": sig}], voters):
+            log.warning("invalid checkpoint signature from %s at height %d", peer, h)
+            return
+        mine = self.own.get(h)
+        if mine is None and h <= self.chain.height:
+            mine = self.chain.checkpoint_body(h)
+        if mine is None:
+            if len(self.early) < MAX_EARLY_HEIGHTS:
+                self.early.setdefault(h, []).append((peer, cp, sig))
+            return
+        eq = detect_equivocation(mine, cp)
+        if eq is not None:
+            self._equivocation(peer, mine, cp, sig, eq.detail)
+            return
+        self._add(h, mine, peer, sig)
+
+    def _add(self, h: int, cp: dict[str, Any], node: str, sig: bytes) -> None:
+        got = self.sigs.setdefault(h, {})
+        if node in got:
+            return
+        got[node] = sig
+        voters = self.chain.voters_at(h)
+        need = self.chain.quorum_at(h)
+        if len(got) >= need and all(n in dict(voters) for n in got):
+            sigs = [{"node": n, "sig": s} for n, s in sorted(got.items())]
+            self.chain.put_checkpoint(cp, sigs)
+            if len(got) == need:
+                self.on_quorum(h)
+
+    def _equivocation(
+        self, peer: str, mine: dict[str, Any], theirs: dict[str, Any], sig: bytes, detail: str
+    ) -> None:
+        if self.stopped is None:
+            self.stopped = f"equivocation at height {mine['height']} with {peer}: {detail}"
+        my_sig = self.sigs.get(mine["height"], {}).get(self.node_id, b"")
+        item = {
+            "detected_at": int(self.clock() * 1000),
+            "peer": peer,
+            "detail": detail,
+            "ours": {"checkpoint": checkpoint_to_json(mine),
+                     "signatures": [{"node": self.node_id, "sig": my_sig.hex()}]},
+            "theirs": {"checkpoint": checkpoint_to_json(theirs),
+                       "signatures": [{"node": peer, "sig": sig.hex()}]},
+        }
+        self.evidence.append(item)
+        try:
+            self.evidence_dir.mkdir(parents=True, exist_ok=True)
+            path = self.evidence_dir / f"equivocation-{mine['height']}-{peer}.json"
+            path.write_text(json.dumps(item, indent=2), encoding="utf-8")
+        except OSError as exc:
+            log.error("cannot write equivocation evidence: %s", exc)
+        self.alarm("equivocation", self.stopped)
