@@ -55,7 +55,13 @@ def _normalise(obj: Value, depth: int) -> Value:
         for key, value in obj.items():
             if not isinstance(key, str):
                 raise EncodingError(f"map key {key!r} is not a string")
-            items.append((key.encode("utf-8"), key, _normalise(value, depth + 1)))
+            try:
+                raw_key = key.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                # A lone surrogate has no UTF-8 form; say so as an EncodingError rather than
+                # let the codec's error escape (every failure here is an EncodingError).
+                raise EncodingError(f"map key {key!r} is not valid Unicode: {exc.reason}") from exc
+            items.append((raw_key, key, _normalise(value, depth + 1)))
         items.sort(key=lambda kv: kv[0])
         return {key: value for _, key, value in items}
     if obj is None:
