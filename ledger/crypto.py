@@ -138,7 +138,13 @@ class Ed25519Signer:
     def save(self, path: str | Path) -> None:
         """Write the seed as hex to a new file readable only by its owner (0600)."""
         path = Path(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as exc:
+            # O_EXCL: a key file is never overwritten (that would lose a court's key).
+            raise KeyMaterialError(f"key file {path} already exists; not overwriting it") from exc
+        except OSError as exc:
+            raise KeyMaterialError(f"cannot create key file {path}: {exc.strerror}") from exc
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(bytes(self._key).hex() + "\n")
 
@@ -169,7 +175,11 @@ def verify_signature(public_key: bytes, message: bytes, sig: bytes) -> None:
         nacl.signing.VerifyKey(public_key).verify(message, sig)
     except nacl.exceptions.BadSignatureError as exc:
         raise SignatureError("signature does not verify") from exc
-    except (nacl.exceptions.ValueError, nacl.exceptions.TypeError, nacl.exceptions.RuntimeError) as exc:
+    except (
+        nacl.exceptions.ValueError,
+        nacl.exceptions.TypeError,
+        nacl.exceptions.RuntimeError,
+    ) as exc:
         raise SignatureError(f"unusable public key or signature: {exc}") from exc
 
 
