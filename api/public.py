@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -44,6 +45,16 @@ class RateLimit(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+def _mount_web_page(app: FastAPI, genesis: Any) -> bool:
+    """Mount ``api.web``'s page (which verifies receipts in the browser) when it is present."""
+    try:
+        from api.web import mount_public_page, summarize_genesis
+    except ImportError:
+        return False
+    mount_public_page(app, genesis_summary=summarize_genesis(genesis))
+    return True
+
+
 def _page() -> str:
     return resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -51,6 +62,7 @@ def _page() -> str:
 def create_public_app(
     service: NodeService,
     *,
+    genesis: Any = None,
     max_upload_bytes: int = 64 << 20,
     rate_per_second: float = 50.0,
     rate_burst: int = 100,
@@ -66,11 +78,14 @@ def create_public_app(
     app.add_middleware(RateLimit, rate=rate_per_second, burst=rate_burst)
     install_error_handlers(app)
     app.include_router(verify.router)
-    page = _page()
+    if genesis is not None and _mount_web_page(app, genesis):
+        pass  # the verification page of api/web (issue 10), with its trust anchors
+    else:
+        page = _page()
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return page
+        @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+        def index() -> str:
+            return page
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -83,7 +83,8 @@ async def _main(cfg: NodeConfig) -> int:
         log_level="warning", lifespan="off", access_log=False,
     ))
     public = _Server(uvicorn.Config(
-        create_public_app(node.service, max_upload_bytes=cfg.public.max_upload_bytes,
+        create_public_app(node.service, genesis=node.genesis,
+                          max_upload_bytes=cfg.public.max_upload_bytes,
                           rate_per_second=cfg.public.rate_per_second,
                           rate_burst=cfg.public.rate_burst),
         host=cfg.listen.public.host, port=cfg.listen.public.port,
