@@ -150,15 +150,11 @@ def _base_context(
     return ctx
 
 
-def server_context(
-    cert_path: str, key_path: str, trusted: Iterable[bytes | str]
-) -> ssl.SSLContext:
+def server_context(cert_path: str, key_path: str, trusted: Iterable[bytes | str]) -> ssl.SSLContext:
     """A TLS 1.3 server context that requires a client certificate among ``trusted``."""
     return _base_context(ssl.Purpose.CLIENT_AUTH, cert_path, key_path, trusted)
 
 
-def client_context(
-    cert_path: str, key_path: str, trusted: Iterable[bytes | str]
-) -> ssl.SSLContext:
+def client_context(cert_path: str, key_path: str, trusted: Iterable[bytes | str]) -> ssl.SSLContext:
     """A TLS 1.3 client context that presents our certificate and trusts only ``trusted``."""
     return _base_context(ssl.Purpose.SERVER_AUTH, cert_path, key_path, trusted)

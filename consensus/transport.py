@@ -198,9 +198,13 @@ class Transport:
 
     async def start(self) -> int:
         """Listen and start dialling peers; returns the bound port (useful with port 0)."""
-        host, port = parse_address(self._listen) if not self._listen.endswith(":0") else (
-            self._listen.rpartition(":")[0].strip("[]"),
-            0,
+        host, port = (
+            parse_address(self._listen)
+            if not self._listen.endswith(":0")
+            else (
+                self._listen.rpartition(":")[0].strip("[]"),
+                0,
+            )
         )
         self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 20)
         self._ensure_links()

@@ -98,9 +98,9 @@ def test_raft_and_app_frames_reach_the_right_peer(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
-async def _raw_tls(port: int, crt: str, key: str, server_cert: bytes) -> tuple[
-    asyncio.StreamReader, asyncio.StreamWriter
-]:
+async def _raw_tls(
+    port: int, crt: str, key: str, server_cert: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     ctx = tls.client_context(crt, key, [server_cert])
     return await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
 

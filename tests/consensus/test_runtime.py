@@ -1,0 +1,259 @@
+"""The asyncio runtime on virtual time: three runtimes over an in-memory network (budget ~5 s).
+
+The network delivers each message on a later loop iteration, like a socket; the clock is a
+:class:`MockClock`, so elections and timeouts take no wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consensus.core import Config, RaftCore
+from consensus.framing import FrameError
+from consensus.logstore import LogStore
+from consensus.runtime import CommitUnknown, MockClock, NotLeader, Runtime
+from consensus.types import Entry, HardState, Message, Role
+
+IDS = ["a", "b", "c"]
+
+
+class Net:
+    """Loopback delivery with partitions (a set of cut node ids)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Runtime] = {}
+        self.cut: set[str] = set()
+        self.in_flight = 0
+
+    def sender(self, frm: str) -> Callable[[str, dict[str, Any]], None]:
+        def send(to: str, m: dict[str, Any]) -> None:
+            if frm in self.cut or to in self.cut:
+                return
+            self.in_flight += 1
+            asyncio.get_running_loop().call_soon(self._deliver, frm, to, m)
+
+        return send
+
+    def _deliver(self, frm: str, to: str, m: dict[str, Any]) -> None:
+        self.in_flight -= 1
+        node = self.nodes.get(to)
+        if node is not None and to not in self.cut:
+            node.receive(frm, m)
+
+
+class Recording(LogStore):
+    """A log store that records the highest term it has persisted (for persist-before-send)."""
+
+    persisted_term = 0
+
+    def save(
+        self, hard_state: HardState | None, entries: list[Entry], *, sync: bool = True
+    ) -> None:
+        super().save(hard_state, entries, sync=sync)
+        if hard_state is not None:
+            self.persisted_term = hard_state.term
+
+
+class Cluster:
+    def __init__(self, tmp: Path, **runtime_kw: Any) -> None:
+        self.tmp = tmp
+        self.clock = MockClock()
+        self.net = Net()
+        self.applied: dict[str, list[Entry]] = {n: [] for n in IDS}
+        self.stores: dict[str, Recording] = {}
+        self.violations: list[str] = []
+        self.kw = runtime_kw
+
+    def build(self, node: str, apply: Callable[[list[Entry]], None] | None = None) -> Runtime:
+        store = Recording(str(self.tmp / node), sync=False)
+        store.persisted_term = store.initial_state()[0].term
+        self.stores[node] = store
+        core = RaftCore(Config(node, IDS, election_tick=10), store, random.Random(IDS.index(node)))
+        raw_send = self.net.sender(node)
+
+        def send(to: str, m: dict[str, Any]) -> None:
+            # Raft §5.2: nothing of term T leaves before T is on disk.  PreVote messages carry
+            # the term the sender *would* campaign in without adopting it (thesis §9.6).
+            if m["type"] not in ("pre_vote", "pre_vote_resp") and m["term"] > store.persisted_term:
+                self.violations.append(f"{node} sent term {m['term']} before persisting it")
+            raw_send(to, m)
+
+        rt = Runtime(
+            core, store, send, apply or self.applied[node].extend, clock=self.clock, **self.kw
+        )
+        self.net.nodes[node] = rt
+        return rt
+
+    async def start(self) -> None:
+        for node in IDS:
+            await self.build(node).start()
+
+    async def stop(self) -> None:
+        for node, rt in self.net.nodes.items():
+            await rt.stop()
+            self.stores[node].close()
+
+    async def advance(self, seconds: float) -> None:
+        """Move virtual time in 10 ms steps; before each step wait (in real time) until every
+        runtime is idle and no message is in flight, so that fsyncs on the disk thread never
+        look slow to the virtual clock."""
+        steps = round(seconds / 0.01)
+        for _ in range(steps):
+            for _ in range(2000):
+                await asyncio.sleep(0)
+                if self.net.in_flight == 0 and not any(rt.busy for rt in self.net.nodes.values()):
+                    break
+                await asyncio.sleep(0.0005)
+            await self.clock.advance(0.01, 0.01)
+
+    async def leader(self, timeout: float = 10.0) -> Runtime:
+        waited = 0.0
+        while waited < timeout:
+            leaders = [
+                rt
+                for n, rt in self.net.nodes.items()
+                if rt.core.role == Role.LEADER and n not in self.net.cut
+            ]
+            if leaders:
+                return leaders[0]
+            await self.advance(0.1)
+            waited += 0.1
+        raise AssertionError("no leader elected")
+
+
+def run(tmp: Path, body: Callable[[Cluster], Awaitable[None]], **kw: Any) -> None:
+    async def main() -> None:
+        cluster = Cluster(tmp, **kw)
+        await cluster.start()
+        try:
+            await asyncio.wait_for(body(cluster), 30)
+        finally:
+            await cluster.stop()
+        assert cluster.violations == []
+
+    asyncio.run(main())
+
+
+async def _settle(c: Cluster, fut: Awaitable[Any]) -> Any:
+    task = asyncio.ensure_future(fut)
+    while not task.done():
+        await c.advance(0.05)
+    return task.result()
+
+
+def test_elect_replicate_and_apply_everywhere(tmp_path: Path) -> None:
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        indexes = await _settle(
+            c, asyncio.gather(*(leader.propose(f"e{i}".encode()) for i in range(200)))
+        )
+        assert indexes == sorted(indexes) and len(set(indexes)) == 200
+        for node in IDS:
+            await _settle(c, c.net.nodes[node].wait_applied(indexes[-1]))
+            data = [e.data for e in c.applied[node] if e.type == "normal"]
+            assert data == [f"e{i}".encode() for i in range(200)]
+        assert leader.counters["saves"] < 200  # proposals share fsyncs (batching)
+
+    run(tmp_path, body)
+
+
+def test_follower_fails_fast_naming_the_leader(tmp_path: Path) -> None:
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        await _settle(c, leader.propose(b"x"))  # followers learn who leads
+        follower = next(rt for rt in c.net.nodes.values() if rt is not leader)
+        with pytest.raises(NotLeader) as info:
+            await follower.propose(b"y")
+        assert info.value.leader == leader.core.id
+
+    run(tmp_path, body)
+
+
+def test_isolated_leader_fails_pending_with_commit_unknown(tmp_path: Path) -> None:
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        await _settle(c, leader.propose(b"x"))
+        c.net.cut.add(leader.core.id)
+        pending = asyncio.ensure_future(leader.propose(b"lost?"))
+        # CheckQuorum: the isolated leader steps down within an election timeout.
+        with pytest.raises(CommitUnknown):
+            await _settle(c, pending)
+        assert leader.core.role != Role.LEADER
+        c.net.cut.clear()
+        new = await c.leader()
+        assert await _settle(c, new.propose(b"after")) > 0
+
+    run(tmp_path, body)
+
+
+def test_slow_apply_holds_back_proposers_not_heartbeats(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        node = leader.core.id
+        term = leader.core.term
+
+        # Replace the leader's apply with one that blocks until the gate opens.
+        def slow(entries: list[Entry]) -> None:
+            gate.wait(10)
+            c.applied[node].extend(entries)
+
+        leader._apply = slow
+        # Proposals resolve at commit, so these finish while their apply is stuck...
+        await _settle(c, asyncio.gather(*(leader.propose(b"p%d" % i) for i in range(10))))
+        # ...and the backlog now holds the next proposer back.
+        blocked = asyncio.ensure_future(leader.propose(b"more"))
+        await c.advance(3.0)  # 30 ticks: three election timeouts
+        assert not blocked.done()
+        assert leader.core.role == Role.LEADER and leader.core.term == term  # heartbeats ran
+        gate.set()
+        await _settle(c, blocked)
+
+    try:
+        run(tmp_path, body, max_apply_backlog=8)
+    finally:
+        gate.set()
+
+
+def test_spoofed_or_misaddressed_messages_are_refused(tmp_path: Path) -> None:
+    async def body(c: Cluster) -> None:
+        a = c.net.nodes["a"]
+        m = Message("heartbeat", "b", "a", term=1).to_dict()
+        with pytest.raises(FrameError, match="claims"):
+            a.receive("c", m)
+        with pytest.raises(FrameError, match="arrived at"):
+            a.receive("b", Message("heartbeat", "b", "c", term=1).to_dict())
+        with pytest.raises(FrameError, match="bad raft message"):
+            a.receive("b", {"type": "nonsense"})
+
+    run(tmp_path, body)
+
+
+def test_restart_resumes_from_the_log(tmp_path: Path) -> None:
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        last = 0
+        for i in range(20):
+            last = await _settle(c, leader.propose(b"r%d" % i))
+        victim = next(n for n in IDS if n != leader.core.id)
+        await _settle(c, c.net.nodes[victim].wait_applied(last))
+        await c.net.nodes[victim].stop()
+        c.stores[victim].close()
+        term_before = c.stores[victim].initial_state()[0].term
+        c.applied[victim].clear()
+        rt = c.build(victim)
+        assert rt.core.term == term_before and rt.core.log.last_index() >= last
+        await rt.start()
+        last = await _settle(c, leader.propose(b"after-restart"))
+        await _settle(c, rt.wait_applied(last))
+        assert c.applied[victim][-1].data == b"after-restart"
+
+    run(tmp_path, body)
