@@ -158,7 +158,7 @@ function outcomeHeader(kind, icon) {
 
 function hashLine(view) {
   return el("p", { class: "hashline" },
-    view.fileName ? el("span", { class: "file" }, t("file.of", { name: view.fileName,
+    view.fileName ? el("span", { class: "file", "data-testid": "file-name" }, t("file.of", { name: view.fileName,
       size: humanSize(view.fileSize) })) : null,
     el("span", {}, t("hash.of")), el("code", { class: "mono", "data-testid": "hash" }, view.hash));
 }

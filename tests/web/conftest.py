@@ -52,14 +52,25 @@ def chromium_ready() -> None:
 
 
 @pytest.fixture(scope="session")
-def browser(chromium_ready: None) -> Iterator[Any]:
-    """One headless Debian Chromium for the whole session."""
+def playwright(chromium_ready: None) -> Iterator[Any]:
+    """The Playwright driver (one per session: its sync API cannot be nested)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        yield p
+
+
+def launch(playwright: Any, *extra_args: str) -> Any:
+    """Launch Debian's Chromium headless, never a downloaded browser build."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Any) -> Iterator[Any]:
+    """One headless Debian Chromium for the whole session."""
+    b = launch(playwright)
+    yield b
+    b.close()
 
 
 @pytest.fixture()
