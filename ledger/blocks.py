@@ -29,7 +29,7 @@ from ledger.crypto import (
     verify_object,
 )
 from ledger.encoding import canonical
-from ledger.entries import IsKnown, check_entry, entry_claims, entry_id
+from ledger.entries import IsKnown, check_entry, encode_envelope, entry_claims, entry_id
 from ledger.errors import EncodingError, SignatureError, ValidityError
 from ledger.merkle import MerkleLog, NodeStore, leaf_hash
 
@@ -115,7 +115,30 @@ def sign_block(
 
 def entry_leaf(alg: str, envelope: Mapping[str, Any]) -> bytes:
     """The entry's Merkle leaf hash, ``H(0x00 || canonical(envelope))`` (DESIGN §2)."""
-    return leaf_hash(canonical(envelope), alg)
+    return leaf_hash(encode_envelope(envelope), alg)
+
+
+def _array_head(n: int) -> bytes:
+    # MessagePack's smallest array family (DESIGN §2): fixarray, array 16, array 32.
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _block_size(header: Any, sig: Any, encoded_entries: list[bytes]) -> int:
+    """``len(canonical(block))`` from already-encoded entries (keys: entries < header < sig)."""
+    return (
+        1
+        + len(b"\xa7entries")
+        + len(_array_head(len(encoded_entries)))
+        + sum(len(e) for e in encoded_entries)
+        + len(b"\xa6header")
+        + len(canonical(header))
+        + len(b"\xa3sig")
+        + len(canonical(sig))
+    )
 
 
 class _OverlayStore:
@@ -287,7 +310,11 @@ def examine_block(
         if problem(f"{len(entries)} entries exceed max_block_entries {params.max_block_entries}"):
             return result
     try:
-        size = len(canonical(block))
+        encoded = [encode_envelope(env) for env in entries]
+    except EncodingError:
+        encoded = []  # an entry outside the data model: reported per entry below
+    try:
+        size = _block_size(header, sig, encoded) if encoded else len(canonical(block))
     except EncodingError as exc:
         problem(f"block is not encodable canonically: {exc.detail}")
         return result
@@ -322,7 +349,8 @@ def examine_block(
     for i, env in enumerate(entries):
         eid: bytes | None = None
         try:
-            leaves.append(entry_leaf(alg, env))
+            env_bytes = encoded[i] if encoded else encode_envelope(env)
+            leaves.append(leaf_hash(env_bytes, alg))
         except EncodingError as exc:
             problem(f"entry is not encodable canonically: {exc.detail}", i)
             result.entry_ids.append(None)
@@ -340,6 +368,7 @@ def examine_block(
                 height=header["height"],
                 index=i,
                 is_known=known,
+                encoded=env_bytes,
             )
         except ValidityError as exc:
             ok = False

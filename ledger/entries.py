@@ -34,11 +34,13 @@ from ledger.crypto import (
     SIGNATURE_SIZE,
     TAG_ENTRY,
     TAG_MEMBERSHIP,
+    H,
     Signer,
     hash_object,
     sha256,
     sign_object,
     verify_object,
+    verify_signature,
 )
 from ledger.encoding import canonical, decode
 from ledger.errors import (
@@ -225,6 +227,29 @@ def _check_envelope_shape(env: Any) -> None:
         raise ValidityError("body must be a map")
 
 
+#: canonical({"payload": p, "sig": s}) is these bytes around canonical(p) and the 64-byte s
+#: (keys sorted: "payload" < "sig"; fixmap of 2, fixstr keys, bin8 of 64).
+_ENVELOPE_HEAD = b"\x82\xa7payload"
+_ENVELOPE_SIG = b"\xa3sig\xc4\x40"
+
+
+def encode_envelope(envelope: Mapping[str, Any]) -> bytes:
+    """``canonical(envelope)``, encoding the payload once (the hot path of block checks).
+
+    Raises :class:`EncodingError` for a value outside the data model.
+    """
+    sig = envelope.get("sig") if isinstance(envelope, dict) else None
+    if (
+        isinstance(envelope, dict)
+        and len(envelope) == 2
+        and "payload" in envelope
+        and isinstance(sig, bytes)
+        and len(sig) == SIGNATURE_SIZE
+    ):
+        return _ENVELOPE_HEAD + canonical(envelope["payload"]) + _ENVELOPE_SIG + sig
+    return canonical(envelope)
+
+
 def check_entry(
     state: ConsortiumState,
     chain_id: bytes,
@@ -234,16 +259,18 @@ def check_entry(
     height: int,
     index: int | None = None,
     is_known: IsKnown = lambda _id: False,
+    encoded: bytes | None = None,
 ) -> bytes:
     """Validity of one envelope in a block at ``height`` timed ``block_time``; return its id.
 
     ``state`` is the consortium in force for this block (after block ``height − 1``);
-    ``is_known(entry_id)`` says whether an entry id is already in the chain. Raises
-    :class:`ValidityError` carrying ``height`` and ``index`` with the reason. Pure and
+    ``is_known(entry_id)`` says whether an entry id is already in the chain. ``encoded`` may
+    carry :func:`encode_envelope` of ``envelope`` if the caller has it (saves re-encoding).
+    Raises :class:`ValidityError` carrying ``height`` and ``index`` with the reason. Pure and
     deterministic: this is what every node and every auditor replays (DESIGN §2, Validity).
     """
     try:
-        return _check_entry(state, chain_id, envelope, block_time, height, is_known)
+        return _check_entry(state, chain_id, envelope, block_time, height, is_known, encoded)
     except ValidityError as exc:
         raise _invalid(exc.detail, height, index) from None
 
@@ -255,13 +282,17 @@ def _check_entry(
     block_time: int,
     height: int,
     is_known: IsKnown,
+    encoded: bytes | None,
 ) -> bytes:
-    # 1. Canonical bytes and size (params.max_entry_bytes bounds the whole envelope).
+    # 1. Shape, canonical bytes and size (params.max_entry_bytes bounds the whole envelope).
+    _check_envelope_shape(envelope)
+    sig = envelope["sig"]
     try:
-        size = len(canonical(envelope))
+        env_bytes = encoded if encoded is not None else encode_envelope(envelope)
     except EncodingError as exc:
         raise ValidityError(f"not encodable canonically: {exc.detail}") from None
-    _check_envelope_shape(envelope)
+    payload_bytes = env_bytes[len(_ENVELOPE_HEAD) : -(len(_ENVELOPE_SIG) + SIGNATURE_SIZE)]
+    size = len(env_bytes)
     limit = state.params.max_entry_bytes
     if size > limit:
         raise ValidityError(f"entry of {size} bytes exceeds max_entry_bytes {limit}")
@@ -284,7 +315,7 @@ def _check_entry(
         )
 
     # 3. Not already in the chain (entry id = idempotency key).
-    eid = entry_id(state.hash_alg, payload)
+    eid = H(state.hash_alg, payload_bytes)  # = entry_id(alg, payload)
     if is_known(eid):
         raise ValidityError(f"entry {eid.hex()} is already in the chain")
 
@@ -297,7 +328,7 @@ def _check_entry(
 
     # 5. The signature over tag + chain id + canonical(payload).
     try:
-        verify_object(payload["signer"], TAG_ENTRY, chain_id, payload, envelope["sig"])
+        verify_signature(payload["signer"], TAG_ENTRY + bytes(chain_id) + payload_bytes, sig)
     except SignatureError as exc:
         raise ValidityError(f"entry signature: {exc.detail}") from None
 
@@ -848,6 +879,7 @@ __all__ = [
     "admit",
     "check_entry",
     "decode_envelope",
+    "encode_envelope",
     "entry_claims",
     "entry_id",
     "envelope_from_json",

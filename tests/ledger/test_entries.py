@@ -172,7 +172,18 @@ def test_malformed_envelope(world: Any, state: ConsortiumState) -> None:
     env = world.document()
     refused(world, state, {**env, "x": 1}, "exactly the keys")
     refused(world, state, {**env, "sig": b"x"}, "sig must be 64")
-    refused(world, state, {"payload": env["payload"], "sig": None}, "not encodable")
+    refused(world, state, {"payload": env["payload"], "sig": None}, "sig must be 64")
+    unencodable = {**env["payload"], "body": {"x": 1.5}}
+    refused(world, state, {"payload": unencodable, "sig": env["sig"]}, "not encodable")
+
+
+def test_encode_envelope_is_canonical(world: Any) -> None:
+    from ledger.entries import encode_envelope
+
+    env = world.document()
+    assert encode_envelope(env) == canonical(env)
+    odd = {"payload": env["payload"], "sig": b"short"}
+    assert encode_envelope(odd) == canonical(odd)
 
 
 def test_oversize_body(h: SimpleNamespace) -> None:
