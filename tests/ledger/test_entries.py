@@ -710,3 +710,42 @@ def test_decode_envelope(world: Any) -> None:
         decode_envelope(canonical(env) + b"\x00", world.genesis.params)
     with pytest.raises(ValidityError, match="envelope"):
         decode_envelope(canonical({"payload": {}}), world.genesis.params)
+
+
+# ------------------------------------------------------------------------ consortium state
+
+
+def test_consortium_queries(world: Any, h: SimpleNamespace, state: ConsortiumState) -> None:
+    assert [n.id for n in state.voters()] == list(h.NODE_NAMES)
+    assert state.voting_courts() == sorted(h.COURTS)
+    assert [a.id for a in state.admins_of(h.COURTS[0])] == ["admin-0"]
+    assert state.admins_of("沪01") == []
+    node = state.node("node-b")
+    assert node is not None and node.court == h.COURTS[1]
+    assert state.node("node-z") is None
+    ident = state.identity_by_key(h.key("officer-2").public_key())
+    assert ident is not None and ident.id == "officer-2" and ident.active
+    assert state.kinds_of(ident) == {"document", "event", "evidence"}
+    assert state.identity_by_key(h.key("node-a").public_key()) is None
+    assert state.key_known(h.key("node-a").public_key())
+    assert state.id_used("node-a") and state.id_used("clerk-1") and not state.id_used("x")
+    assert state.onboarded_at(h.COURTS[2]) == world.genesis.genesis_time
+    assert state.height == 0
+
+
+@pytest.mark.parametrize(
+    "n,majority,two_thirds", [(1, 1, 1), (2, 2, 2), (3, 2, 3), (4, 3, 3), (5, 3, 4), (7, 4, 5)]
+)
+def test_quorum_sizes(n: int, majority: int, two_thirds: int) -> None:
+    from ledger.consortium import quorum_size
+
+    assert quorum_size(n, "majority") == majority
+    assert quorum_size(n, "two_thirds") == two_thirds  # ⌊2n/3⌋ + 1
+    with pytest.raises(ValueError):
+        quorum_size(n, "all")
+
+
+def test_apply_never_mutates(world: Any, state: ConsortiumState) -> None:
+    same = state.apply_payloads(1, T, [world.document()["payload"]])
+    assert same.height == 1 and state.height == 0
+    assert same.identities() == state.identities()
