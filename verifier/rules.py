@@ -543,7 +543,10 @@ def zb31(case: CaseView, ctx: Context) -> Iterator[Hit]:
     if st is None:
         return
     served, at = st
-    resumed = case.first("RESUMED")
+    # The duty stops once the case is resumed (events.md), or once it is paid or finally
+    # terminated after the 终本 (执行完毕 / 终结执行: it leaves the 终本 database, ZB-35).
+    resumed = case.first("RESUMED", "CASE_CLOSED", where=lambda e: e.type == "RESUMED" or (
+        e.get("mode") in ("执行完毕", "终结执行", "销案") and e.occurred_at >= at))
     months = ctx.config.post_query_window_months
     for k in range(ctx.config.post_query_windows):
         start = day_end(add_months(beijing_date(at), months * k)) if k else at
