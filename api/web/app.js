@@ -207,6 +207,7 @@ function renderError(view) {
   if (view.hash) parts.push(hashLine(view));
   parts.push(el("p", { class: "lead", "data-testid": "error-message" }, t(view.message, view.vars || {})));
   if (view.extra) parts.push(el("p", { class: "note" }, t(view.extra)));
+  for (const d of view.downloads || []) parts.push(downloadButton(d.text, d.entryId || "unverified", false));
   for (const m of view.failed || []) {
     parts.push(el("section", { class: "match" },
       el("h3", { text: t("checks.title") }), checkList(m.result.checks),
@@ -289,13 +290,10 @@ async function lookup(hash, file = null) {
   if (!body.anchored) return show({ ...base, kind: "notfound", asOf: body.as_of });
 
   // The server says it is anchored: believe nothing until a receipt verifies here.
-  if (!cryptoOk) {
-    return show({ ...base, kind: "error", message: "error.insecure",
-      extra: globalThis.isSecureContext ? "noed25519.body" : "insecure.body" });
-  }
   const expected = fromHex(hash, 32);
   const verified = [];
   const failed = [];
+  const unchecked = [];
   for (const match of (body.matches || []).slice(0, MAX_MATCHES)) {
     const rurl = match && typeof match.receipt_url === "string" ? sameOrigin(match.receipt_url) : null;
     if (!rurl) continue;
@@ -311,10 +309,19 @@ async function lookup(hash, file = null) {
       failed.push({ result: { checks: [{ id: "format", ok: false, detail: `HTTP ${r.status}` }] } });
       continue;
     }
+    if (!cryptoOk) {
+      // No signature checks here: offer the proof for an offline audit, claim nothing.
+      unchecked.push({ text: r.text, entryId: typeof r.body.entry_id === "string" ? r.body.entry_id : "" });
+      continue;
+    }
     const result = await verifyReceipt(anchors, r.body, expected);
     if (id !== runId) return;
     if (result.ok) verified.push({ result, text: r.text });
     else failed.push({ result, text: r.text, entryId: typeof r.body.entry_id === "string" ? r.body.entry_id : "" });
+  }
+  if (!cryptoOk) {
+    return show({ ...base, kind: "error", message: "error.insecure", downloads: unchecked,
+      extra: globalThis.isSecureContext ? "noed25519.body" : "insecure.body" });
   }
   if (verified.length) return show({ ...base, kind: "recorded", verified });
   if (failed.length) return show({ ...base, kind: "error", message: "error.unverified", failed });

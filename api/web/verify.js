@@ -13,8 +13,21 @@ import { chainHash, sha256 } from "./hashes.js";
 
 const utf8 = new TextEncoder();
 export const TAG_CHECKPOINT = utf8.encode("courtledger:checkpoint:v1\x00");
+export const TAG_ENTRY = utf8.encode("courtledger:entry:v1\x00");
 export const RECEIPT_FORMAT = "courtledger-receipt/1";
 const CHECKPOINT_KEYS = ["block", "chain", "height", "root", "time", "tree_size", "v"];
+// Exactly these fields, as ledger/receipts.py requires: a receipt with more or fewer is not a
+// courtledger-receipt/1.
+const RECEIPT_KEYS = ["checkpoint", "consortium", "entry", "entry_id", "format", "hash_alg",
+  "inclusion_path", "leaf_index", "signatures"];
+const ELEMENT_KEYS = ["checkpoint", "entry", "inclusion_path", "leaf_index", "signatures"];
+
+function exactKeys(obj, keys, check, where) {
+  const got = Object.keys(obj).sort();
+  if (got.join() !== keys.join()) {
+    fail(check, `${where} has fields ${got.join(", ")}; expected ${keys.join(", ")}`);
+  }
+}
 
 /** A failed check: carries the check id so the page can mark which one failed. */
 export class CheckFailure extends Error {
@@ -164,6 +177,11 @@ export async function countSignatures(chainId, checkpoint, signatures, voters) {
   return { signers, rejected };
 }
 
+async function entrySignatureOk(chainId, envelope) {
+  const p = envelope.payload;
+  return ed25519Verify(p.signer, concatBytes(TAG_ENTRY, chainId, encode(p)), envelope.sig);
+}
+
 function decodeEntry(b64, check) {
   let bytes;
   let envelope;
@@ -268,6 +286,7 @@ export async function verifyReceipt(anchors, receipt, expectedSha256) {
     if (!isMap(receipt) || receipt.format !== RECEIPT_FORMAT) {
       fail("format", `not a ${RECEIPT_FORMAT} receipt`);
     }
+    exactKeys(receipt, RECEIPT_KEYS, "format", "the receipt");
     if (receipt.hash_alg !== alg) {
       fail("format", `the receipt says hash_alg ${receipt.hash_alg}; the chain uses ${alg}`);
     }
@@ -282,6 +301,14 @@ export async function verifyReceipt(anchors, receipt, expectedSha256) {
     }
     pass("entry", `${entryBytes.length} bytes`);
     facts.entry_id = receipt.entry_id;
+
+    // 2b. The entry's own signature by the key it names (over tag + chain_id + payload). Who
+    //     that key belongs to is what the courts' cosignature vouches for: they cosign only
+    //     blocks whose every entry passed validity, signer's roles included.
+    if (!(await entrySignatureOk(chainId, envelope))) {
+      fail("signer", "the entry's signature does not verify with its signer key");
+    }
+    pass("signer");
 
     // 3. It is a document whose SHA-256 is the one asked about. Only document entries are
     //    public (DESIGN §5): their receipts carry the whole signed payload.
@@ -316,7 +343,7 @@ export async function verifyReceipt(anchors, receipt, expectedSha256) {
     for (const n of anchors.nodes) {
       nodes.set(n.id, { id: n.id, court: n.court, public_key: fromHex(n.public_key, 32), role: n.role });
     }
-    const proofs = receipt.consortium === undefined ? [] : receipt.consortium;
+    const proofs = receipt.consortium;
     if (!Array.isArray(proofs)) fail("consortium", "consortium is not a list");
     let lastHeight = -1;
     for (const [i, el] of proofs.entries()) {
@@ -328,8 +355,14 @@ export async function verifyReceipt(anchors, receipt, expectedSha256) {
         fail("consortium", `${where} is out of order or not below the receipt's height`);
       }
       lastHeight = mcp.height;
+      exactKeys(el, ELEMENT_KEYS, "consortium", where);
       const { bytes: mBytes, envelope: mEnv } = decodeEntry(el.entry, "consortium");
-      if (mEnv.payload.kind !== "membership") fail("consortium", `${where} is not a membership entry`);
+      if (mEnv.payload.kind !== "membership" || !isMap(mEnv.payload.body)) {
+        fail("consortium", `${where} is not a membership entry`);
+      }
+      if (!(await entrySignatureOk(chainId, mEnv))) {
+        fail("consortium", `${where}: the entry's signature does not verify`);
+      }
       const mPath = parsePath(el.inclusion_path, "consortium");
       const mRoot = rootFromInclusion(H, el.leaf_index, mcp.tree_size,
         H(concatBytes(Uint8Array.of(0), mBytes)), mPath);

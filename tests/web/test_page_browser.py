@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from conftest import launch
 
+from ledger.encoding import canonical, decode
+
 pytestmark = pytest.mark.browser
 
 Receipt = dict[str, Any]
@@ -50,8 +52,8 @@ def test_choose_a_file_recorded_with_checks(page: Any, served: Any, artifacts: P
                                           "buffer": served.info["late"]}])
     assert outcome(page) == "recorded"
     assert page.inner_text("[data-testid=outcome]") == "已存证"
-    assert checks(page) == {k: True for k in ("format", "entry", "document", "inclusion", "chain",
-                                              "consortium", "signatures")}
+    assert checks(page) == {k: True for k in ("format", "entry", "signer", "document", "inclusion",
+                                              "chain", "consortium", "signatures")}
     assert page.inner_text("[data-testid=hash]") == sha(served.info["late"])
     # The facts shown come from the verified entry and checkpoint.
     assert field(page, "court") == "吉0102"
@@ -113,6 +115,15 @@ def _flip_entry(r: Receipt) -> None:
     r["entry"] = base64.b64encode(bytes(b)).decode()
 
 
+def _flip_entry_signature(r: Receipt) -> None:
+    """A flipped bit in the envelope's own signature, re-encoded canonically (same entry_id)."""
+    env = decode(base64.b64decode(r["entry"]))
+    sig = bytearray(env["sig"])
+    sig[5] ^= 0x01
+    env["sig"] = bytes(sig)
+    r["entry"] = base64.b64encode(canonical(env)).decode()
+
+
 def _flip_sigs(n: int) -> Callable[[Receipt], None]:
     def tamper(r: Receipt) -> None:
         for s in r["signatures"][:n]:
@@ -136,6 +147,8 @@ def _receipt(key: str, change: Callable[[Any], Any]) -> Callable[[Receipt], None
 TAMPERS: dict[str, tuple[Callable[[Receipt], None], str]] = {
     "path": (_receipt("inclusion_path", lambda p: [_flip_hex(p[0]), *p[1:]]), "inclusion"),
     "entry": (_flip_entry, "entry"),
+    "entry_signature": (_flip_entry_signature, "signer"),
+    "extra_field": (lambda r: r.__setitem__("anchored", True), "format"),
     "signatures": (_flip_sigs(2), "signatures"),
     "root": (_checkpoint("root", _flip_hex), "inclusion"),
     "tree_size": (_checkpoint("tree_size", lambda n: n * 2), "inclusion"),
@@ -253,7 +266,7 @@ def test_node_behind_is_an_error_not_a_not_found(page: Any, served: Any, artifac
 def test_sm3_chain_verified_by_the_page(page: Any, served_sm3: Any, artifacts: Path) -> None:
     page.goto(served_sm3.url + "/?lang=en&h=" + sha(served_sm3.info["late"]))
     assert outcome(page) == "recorded"
-    assert all(checks(page).values()) and len(checks(page)) == 7
+    assert all(checks(page).values()) and len(checks(page)) == 8
     assert "sm3" in page.inner_text("[data-testid=match]")
     page.screenshot(path=str(artifacts / "recorded-sm3-en.png"), full_page=True)
 
@@ -289,6 +302,8 @@ def test_plain_http_outside_localhost_says_why(playwright: Any, served: Any,
         assert page.is_visible("#insecure")
         assert "HTTPS" in page.inner_text("#insecure")
         assert "无法验证法院签名" in page.inner_text("#result")
+        # The proof is still offered, for an offline audit, marked as not verified.
+        assert "未通过核验" in page.inner_text("[data-testid=download]")
         page.screenshot(path=str(artifacts / "insecure-context-zh.png"), full_page=True)
         # A file can still be hashed (our own SHA-256) and looked up: unknown → Not found.
         page.set_input_files("#file", files=[{"name": "x.pdf", "mimeType": "application/pdf",
