@@ -307,7 +307,12 @@ class DictNodeStore:
 
 
 class LRUCache:
-    """A byte-bounded least-recently-used cache of node hashes for a disk-backed store."""
+    """A byte-bounded least-recently-used cache of node hashes for a disk-backed store.
+
+    Safe to share between threads without a lock: each step is one C-level ``OrderedDict``
+    operation under the GIL, and the races between steps (a key evicted between ``get`` and
+    ``move_to_end``) are tolerated; the worst outcome is a miss that rereads the disk.
+    """
 
     #: Rough cost of one cached node in CPython: the key tuple, two ints, a 32-byte bytes object
     #: and the OrderedDict slot. Used to turn a byte budget into an entry count.
@@ -320,14 +325,19 @@ class LRUCache:
     def get(self, key: tuple[int, int]) -> bytes | None:
         value = self._data.get(key)
         if value is not None:
-            self._data.move_to_end(key)
+            try:
+                self._data.move_to_end(key)
+            except KeyError:
+                pass
         return value
 
     def put(self, key: tuple[int, int], value: bytes) -> None:
         self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self.capacity:
-            self._data.popitem(last=False)
+        while len(self._data) > self.capacity:
+            try:
+                self._data.popitem(last=False)
+            except KeyError:
+                break
 
     def __len__(self) -> int:
         return len(self._data)

@@ -51,7 +51,7 @@ from typing import Any
 import plyvel
 
 from ledger.checkpoints import check_checkpoint, merge_signatures
-from ledger.crypto import DIGEST_SIZE, hash_object
+from ledger.crypto import DIGEST_SIZE, hash_object, hasher
 from ledger.encoding import canonical, decode
 from ledger.errors import (
     CheckpointError,
@@ -116,7 +116,6 @@ class LevelDBNodeStore:
         self._cache = LRUCache(cache_bytes)
         self._pending: dict[tuple[int, int], bytes] | None = None
         self._batch: Any = None
-        self._lock = threading.Lock()
         #: Set by the store: maps a leaf index to the height of its block, to name heights.
         self.height_of_leaf: Any = None
 
@@ -125,12 +124,12 @@ class LevelDBNodeStore:
         self._batch, self._pending = batch, {}
 
     def commit(self) -> None:
-        """The batch was written: the pending nodes are now on disk."""
-        pending = self._pending or {}
+        """The batch was written: the pending nodes are now on disk.
+
+        They are not copied into the cache: the log's frontier is already in memory, and a
+        cache filled by writes would grow the process with the chain instead of with the reads.
+        """
         self._batch, self._pending = None, None
-        with self._lock:
-            for key, value in pending.items():
-                self._cache.put(key, value)
 
     def abort(self) -> None:
         """The batch was dropped: forget the pending nodes."""
@@ -142,8 +141,7 @@ class LevelDBNodeStore:
             value = self._pending.get(key)
             if value is not None:
                 return value
-        with self._lock:
-            value = self._cache.get(key)
+        value = self._cache.get(key)
         if value is not None:
             return value
         dbkey = _node_key(level, index)
@@ -170,8 +168,7 @@ class LevelDBNodeStore:
                 f"stored Merkle node ({level}, {index}){where} fails its check value",
                 height=height,
             )
-        with self._lock:
-            self._cache.put(key, value)
+        self._cache.put(key, value)
         return value
 
     def put_node(self, level: int, index: int, value: bytes) -> None:
@@ -201,6 +198,23 @@ class OverlayNodeStore:
         self._own[(level, index)] = value
 
 
+_ENVELOPE_HEAD = b"\x82" + canonical("payload")
+_SIG_KEY = canonical("sig")
+
+
+def _envelope_bytes(env: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """``(canonical(envelope), canonical(payload))`` with the payload encoded only once.
+
+    A canonical map is its header followed by its sorted key/value encodings, so an envelope
+    ``{payload, sig}`` ("payload" sorts before "sig") is ``0x82 "payload" P "sig" S``. Anything
+    else falls back to encoding twice.
+    """
+    if len(env) == 2 and "payload" in env and isinstance(env.get("sig"), bytes):
+        payload_bytes = canonical(env["payload"])
+        return _ENVELOPE_HEAD + payload_bytes + _SIG_KEY + canonical(env["sig"]), payload_bytes
+    return canonical(env), canonical(env["payload"])
+
+
 def _content_digest(payload: Mapping[str, Any]) -> bytes | None:
     """The SHA-256 content digest a payload anchors (``document`` and ``evidence`` bodies)."""
     if payload.get("kind") not in ("document", "evidence"):
@@ -223,6 +237,7 @@ class LedgerStore:
         self.genesis = genesis
         self.alg = genesis.hash_alg
         self.chain_id = genesis.chain_id
+        self._h = hasher(self.alg)
         self._lock = threading.RLock()
         self.nodes = LevelDBNodeStore(db, cache_bytes)
         self.nodes.height_of_leaf = self._height_of_leaf_unchecked
@@ -582,9 +597,9 @@ class LedgerStore:
         hb = _u64(height)
         seen: set[bytes] = set()
         for env in entries:
-            data = canonical(env)
+            data, payload_bytes = _envelope_bytes(env)
             payload = env["payload"]
-            eid = hash_object(self.alg, payload)
+            eid = self._h(payload_bytes)
             ekey = b"E" + eid
             if eid in seen or self._get(ekey) is not None:
                 raise StoreError(f"entry {eid.hex()} is already in the chain")

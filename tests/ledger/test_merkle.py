@@ -32,7 +32,13 @@ ALG = "sha256"
 CT_LEAVES = [
     bytes.fromhex(x)
     for x in (
-        "", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
         "606162636465666768696a6b6c6d6e6f",
     )
 ]
@@ -48,27 +54,63 @@ CT_ROOTS = [
     "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
 ]
 CT_INCLUSION = [
-    (0, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        0,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (5, 8, ["bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        [
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
     (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-    (1, 5, ["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    (
+        1,
+        5,
+        [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
 ]
 CT_CONSISTENCY = [
     (1, 1, []),
-    (1, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        1,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (6, 8, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-    (2, 5, ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
 ]
 
 
@@ -90,13 +132,21 @@ def test_known_roots_and_proofs() -> None:
     for index, size, proof in CT_INCLUSION:
         assert [p.hex() for p in log.inclusion_proof(index, size)] == proof
         verify_inclusion(
-            ALG, leaf_hash(CT_LEAVES[index], ALG), index, size,
-            [bytes.fromhex(p) for p in proof], bytes.fromhex(CT_ROOTS[size]),
+            ALG,
+            leaf_hash(CT_LEAVES[index], ALG),
+            index,
+            size,
+            [bytes.fromhex(p) for p in proof],
+            bytes.fromhex(CT_ROOTS[size]),
         )
     for old, new, proof in CT_CONSISTENCY:
         assert [p.hex() for p in log.consistency_proof(old, new)] == proof
         verify_consistency(
-            ALG, old, new, bytes.fromhex(CT_ROOTS[old]), bytes.fromhex(CT_ROOTS[new]),
+            ALG,
+            old,
+            new,
+            bytes.fromhex(CT_ROOTS[old]),
+            bytes.fromhex(CT_ROOTS[new]),
             [bytes.fromhex(p) for p in proof],
         )
 
@@ -175,8 +225,8 @@ def _proof_variants(proof: list[bytes]) -> Iterator[tuple[str, list[bytes]]]:
         for bit in (0, 7, 255):
             flipped = bytearray(element)
             flipped[bit // 8] ^= 1 << (bit % 8)
-            yield f"bit {bit} flipped in element {i}", [*proof[:i], bytes(flipped), *proof[i + 1:]]
-        yield f"element {i} dropped", proof[:i] + proof[i + 1:]
+            yield f"bit {bit} flipped in element {i}", [*proof[:i], bytes(flipped), *proof[i + 1 :]]
+        yield f"element {i} dropped", proof[:i] + proof[i + 1 :]
     yield "element added at the end", [*proof, GARBAGE]
     yield "garbage at the start", [GARBAGE, *proof]
     if proof:
@@ -211,8 +261,12 @@ def test_no_corrupted_inclusion_proof_verifies(alg: str, top: int) -> None:
             verify_inclusion(alg, leaf, index, size, proof, root)
             for name, (i, s, p, r, lf) in _inclusion_corruptions(index, size, proof, root, leaf):
                 # A corruption that happens to describe another valid statement is not one.
-                if i < s <= log.size and lf == leaf_hash(leaves[i], alg) and r == log.root(s) \
-                        and p == log.inclusion_proof(i, s):
+                if (
+                    i < s <= log.size
+                    and lf == leaf_hash(leaves[i], alg)
+                    and r == log.root(s)
+                    and p == log.inclusion_proof(i, s)
+                ):
                     continue
                 with pytest.raises(ProofError):
                     verify_inclusion(alg, lf, i, s, p, r)
@@ -240,14 +294,22 @@ def test_no_corrupted_consistency_proof_verifies(alg: str, top: int) -> None:
                 ("old * 2", (old * 2, new, old_root, new_root, proof)),
                 ("old // 2", (old // 2, new, old_root, new_root, proof)),
                 ("roots swapped", (old, new, new_root, old_root, proof)),
-                ("old root flipped", (old, new, bytes([old_root[0] ^ 1]) + old_root[1:],
-                                      new_root, proof)),
-                ("new root flipped", (old, new, old_root,
-                                      bytes([new_root[0] ^ 1]) + new_root[1:], proof)),
+                (
+                    "old root flipped",
+                    (old, new, bytes([old_root[0] ^ 1]) + old_root[1:], new_root, proof),
+                ),
+                (
+                    "new root flipped",
+                    (old, new, old_root, bytes([new_root[0] ^ 1]) + new_root[1:], proof),
+                ),
             ]
             for name, (o, n, orr, nr, p) in cases:
-                if 0 <= o <= n <= log.size and orr == log.root(o) and nr == log.root(n) \
-                        and p == log.consistency_proof(o, n):
+                if (
+                    0 <= o <= n <= log.size
+                    and orr == log.root(o)
+                    and nr == log.root(n)
+                    and p == log.consistency_proof(o, n)
+                ):
                     continue  # the "corruption" is another true statement
                 with pytest.raises(ProofError):
                     verify_consistency(alg, o, n, orr, nr, p)
@@ -284,3 +346,19 @@ def test_named_preconditions() -> None:
         log.inclusion_proof(3)
     with pytest.raises(ValueError):
         log.root(4)
+
+
+def test_lru_cache_is_bounded() -> None:
+    from ledger.merkle import LRUCache
+
+    cache = LRUCache(LRUCache.ENTRY_COST * 100)
+    for i in range(1000):
+        cache.put((0, i), bytes(32))
+    assert len(cache) == 100
+    assert cache.get((0, 999)) is not None and cache.get((0, 899)) is None
+    cache.clear()
+    for i in range(100):
+        cache.put((0, i), bytes(32))
+    assert cache.get((0, 0)) is not None  # touched: now the most recently used
+    cache.put((0, 100), bytes(32))
+    assert cache.get((0, 0)) is not None and cache.get((0, 1)) is None

@@ -372,3 +372,16 @@ def test_sigkill_at_random_moments_reopens_consistently(
     # The kills must land while blocks are being written, not only before the first one.
     assert progressed > KILLS // 4, f"seed {seed}: only {progressed} kills saw progress"
     print(f"{KILLS} kills, {progressed} with progress, {unacked_but_durable} between write and ack")
+
+
+def test_envelope_bytes_equal_canonical(world: Any) -> None:
+    from ledger.encoding import canonical
+    from ledger.store import _envelope_bytes
+
+    envs = [world.document("clerk-0", i) for i in range(5)]
+    envs.append({"payload": {"a": 1}, "sig": b""})
+    envs.append({"payload": {"a": 1}, "sig": b"x" * 300, "extra": 1})
+    for env in envs:
+        data, payload_bytes = _envelope_bytes(env)
+        assert data == canonical(env)
+        assert payload_bytes == canonical(env["payload"])
