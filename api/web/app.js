@@ -104,7 +104,9 @@ function keyTable(nodes, withRole) {
     el("td", { class: "mono", text: n.id }),
     withRole ? el("td", { text: t(`role.${n.role}`) }) : null,
     el("td", { class: "mono fp", title: `${t("anchors.pk")}: ${n.public_key}` },
-      groupHex(n.fingerprint.slice(0, 32), 4))));
+      groupHex(n.fingerprint.slice(0, 32), 4),
+      withRole ? el("span", { class: "pk" }, `${t("anchors.pk")}: ${groupHex(n.public_key, 8)}`)
+        : null)));
   return el("div", { class: "table-scroll" }, el("table", { class: "keys" }, el("thead", {}, head),
     el("tbody", {}, rows)));
 }
@@ -144,7 +146,7 @@ function checkList(checks) {
   }, el("span", { class: "mark", "aria-hidden": "true" }, c.ok ? "✓" : "✕"),
   el("span", {},
     el("span", { class: "visually-hidden" }, `${t(c.ok ? "check.passed" : "check.failed")}: `),
-    t(`check.${c.id}`),
+    t(c.id === "consortium" && c.ok && c.detail === "0" ? "check.consortium.none" : `check.${c.id}`),
     !c.ok && c.detail ? el("span", { class: "detail" }, ` — ${c.detail}`) : null))));
 }
 

@@ -375,7 +375,7 @@ export async function verifyReceipt(anchors, receipt, expectedSha256) {
       }
       applyMembership(nodes, mEnv.payload.body);
     }
-    pass("consortium", proofs.length ? `${proofs.length}` : "");
+    pass("consortium", String(proofs.length));
 
     // 7. The courts' signatures on the checkpoint: a quorum of the voters in force.
     const voters = votersIn(nodes);
