@@ -299,7 +299,7 @@ def _print_reproduction(rep: Any, as_json: bool) -> int:
                                "recomputed": hexed(rep.recomputed)}, ensure_ascii=False))
     elif rep.matches:
         click.echo(f"report reproduced: {rep.recomputed['count']} findings, digest "
-                   f"{rep.recomputed['findings'].hex()}")
+                   f"{rep.recomputed['findings']}")
         for d in rep.differences():
             click.echo(f"  note: {d}")
     else:

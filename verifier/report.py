@@ -2,9 +2,11 @@
 
 ``{height, now, ruleset: H(canonical(rule config)), calendar: "<package>==<version>",
 findings: H(canonical([{case, rule, kind, entries: [{id, height}], due}] sorted by case, rule,
-entries)), count}``. Signed by the inspector identity and submitted by the one reporter node,
-the inspection itself becomes tamper-evident: anyone holding the chain re-derives it with
-``courtledger inspect --reproduce REPORT_ENTRY_ID`` (:func:`reproduce`).
+entries)), count}``, the two hashes as lowercase hex str (they are not among DESIGN §5's
+byte fields; the ledger's validity checks them so). Signed by the inspector identity and
+submitted by the one reporter node, the inspection itself becomes tamper-evident: anyone
+holding the chain re-derives it with ``courtledger inspect --reproduce REPORT_ENTRY_ID``
+(:func:`reproduce`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ def build_report_body(findings: Sequence[Finding], *, height: int, now: int,
     return {
         "height": height,
         "now": now,
-        "ruleset": config.ruleset_hash(hash_alg),
+        "ruleset": config.ruleset_hash(hash_alg).hex(),
         "calendar": CALENDAR_ID,
-        "findings": findings_digest(findings, hash_alg),
+        "findings": findings_digest(findings, hash_alg).hex(),
         "count": len(findings),
     }
 
@@ -51,9 +53,7 @@ class Reproduction:
         for k in ("ruleset", "calendar", "findings", "count"):
             a, b = self.report.get(k), self.recomputed.get(k)
             if a != b:
-                fa = a.hex() if isinstance(a, bytes) else a
-                fb = b.hex() if isinstance(b, bytes) else b
-                out.append(f"{k}: report {fa} ≠ recomputed {fb}")
+                out.append(f"{k}: report {a} ≠ recomputed {b}")
         return out
 
 
