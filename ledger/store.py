@@ -147,6 +147,8 @@ class LevelDBNodeStore:
         dbkey = _node_key(level, index)
         try:
             raw = self._db.get(dbkey)
+        except plyvel.CorruptionError:
+            raw = b""  # LevelDB's own checksum failed: reported below like ours
         except plyvel.Error as exc:
             raise StoreError(f"cannot read Merkle node ({level}, {index}): {exc}") from exc
         if raw is None:
@@ -330,9 +332,12 @@ class LedgerStore:
 
     # ------------------------------------------------------------------ raw reads
 
-    def _get(self, key: bytes) -> bytes | None:
+    def _get(self, key: bytes, height: int | None = None) -> bytes | None:
         try:
-            value: bytes | None = self._db.get(key)
+            value: bytes | None = self._db.get(key, verify_checksums=True)
+        except plyvel.CorruptionError as exc:
+            where = f" at height {height}" if height is not None else ""
+            raise CorruptionError(f"LevelDB reports damage{where}: {exc}", height=height) from exc
         except plyvel.Error as exc:
             raise StoreError(f"cannot read the ledger store: {exc}") from exc
         except RuntimeError as exc:  # plyvel raises RuntimeError on a closed database
@@ -340,7 +345,7 @@ class LedgerStore:
         return value
 
     def _get_sealed(self, key: bytes, what: str, height: int | None) -> bytes | None:
-        raw = self._get(key)
+        raw = self._get(key, height)
         return None if raw is None else _unseal(key, raw, what, height)
 
     def _decode(self, data: bytes, what: str, height: int | None) -> Any:
@@ -373,7 +378,7 @@ class LedgerStore:
         return value
 
     def _read_header_and_sig(self, height: int) -> tuple[dict[str, Any], bytes]:
-        raw = self._get(b"B" + _u64(height))
+        raw = self._get(b"B" + _u64(height), height)
         if raw is None:
             raise CorruptionError(f"block {height} is missing below the head", height=height)
         obj = self._decode(raw, "block", height)
@@ -417,9 +422,9 @@ class LedgerStore:
     def _read_envelope(self, leaf: int, height: int | None) -> tuple[dict[str, Any], bytes]:
         """The envelope at ``leaf`` and its canonical bytes, checked against the leaf hash."""
         key = b"X" + _u64(leaf)
-        data = self._get(key)
         if height is None:
             height = self._height_of_leaf_unchecked(leaf)
+        data = self._get(key, height)
         if data is None:
             raise CorruptionError(f"entry {leaf} is missing at height {height}", height=height)
         stored_leaf = self.nodes.get_node(0, leaf)
@@ -505,6 +510,26 @@ class LedgerStore:
                 return
             yield block
             height += 1
+
+    def root(self, size: int | None = None) -> bytes:
+        """The log's root at ``size`` entries (default: at the head)."""
+        with self._lock:
+            return self.log.root(self._tree_size if size is None else size)
+
+    def inclusion_proof(self, leaf: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 inclusion proof of ``leaf`` in the log at ``size`` (default: the head).
+
+        Prefer these store methods to ``store.log`` from other threads: they take the store's
+        lock, so they never see a block that is half appended.
+        """
+        with self._lock:
+            return self.log.inclusion_proof(leaf, self._tree_size if size is None else size)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """RFC 9162 consistency proof from ``old_size`` to ``new_size`` (default: the head)."""
+        with self._lock:
+            new = self._tree_size if new_size is None else new_size
+            return self.log.consistency_proof(old_size, new)
 
     def shadow_log(self) -> MerkleLog:
         """A Merkle log at the head whose appends stay in memory.

@@ -146,6 +146,12 @@ def test_append_read_and_indexes(tmp_path: Path, world: Any, chain: ChainBuilder
     assert store.entry(b"\x00" * 32) is None
     proof = store.log.inclusion_proof(4, 6)
     b2_root = b2["header"]["root"]  # the log at height 2 has 6 leaves
+    assert store.inclusion_proof(4, 6) == proof and store.root(6) == b2_root
+    assert store.root() == chain.log.root() and store.inclusion_proof(
+        0
+    ) == chain.log.inclusion_proof(0)
+    assert store.consistency_proof(3) == chain.log.consistency_proof(3)
+    assert store.consistency_proof(3, 6) == chain.log.consistency_proof(3, 6)
     verify_inclusion(chain.alg, entry_leaf(chain.alg, env), 4, 6, proof, b2_root)
 
     case_ids = [entry_id(chain.alg, e["payload"]) for e in b2["entries"][:2] + b3["entries"]]
