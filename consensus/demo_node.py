@@ -399,7 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format=f"{args.id} %(levelname)s %(message)s")
     overrides = dict(p.split("=", 1) for p in args.peer)
     node = DemoNode(args.id, args.config, overrides)
-    asyncio.run(node.run())
+    profile = os.environ.get("CONSENSUS_DEMO_PROFILE")
+    if profile:  # for finding hot spots in the benchmark: cProfile stats to this file prefix
+        import cProfile
+
+        cProfile.runctx("asyncio.run(node.run())", globals(), locals(), f"{profile}.{args.id}")
+    else:
+        asyncio.run(node.run())
     return 0
 
 

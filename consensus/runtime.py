@@ -38,11 +38,12 @@ from typing import Any, Protocol
 from .core import NotLeader, ProposalDropped, RaftCore
 from .framing import FrameError
 from .storage import Storage
-from .types import ConfChange, Entry, HardState, MalformedMessage, Message, Ready, Role
+from .types import ConfChange, Entry, HardState, MalformedMessage, Message, MsgType, Ready, Role
 
 __all__ = [
     "Clock",
     "CommitUnknown",
+    "coalesce",
     "MockClock",
     "NotLeader",
     "ProposalDropped",
@@ -132,6 +133,73 @@ class WriteStore(Storage, Protocol):
     def compact(self, index: int, conf: Any) -> None:
         """Drop entries up to ``index``."""
         ...
+
+
+def coalesce(messages: list[Message], max_bytes: int) -> list[Message]:
+    """Merge runs of messages to one peer that a Ready produced piecemeal.
+
+    The core, like etcd's, sends an AppendEntries per proposal; under load one Ready holds
+    hundreds of one-entry appends to each follower, and answers to each.  Per peer, and only
+    across messages with nothing else to that peer between them (so each link still sees its
+    messages in order):
+
+    - an append whose ``index``/``log_term`` is the last entry of the previous append (same
+      term) is folded into it, up to ``max_bytes`` of entries; the follower checks log matching
+      once at the first entry (Raft §5.3) and the rest follow by construction, and its single
+      answer frees every in-flight slot up to its index (etcd's ``inflights.FreeLE``);
+    - of consecutive accepting append responses of one term only the last (highest index) is
+      kept: the leader's progress only moves forward (``maybe_update``), so an earlier accept
+      says nothing a later one does not.
+    """
+    out: list[Message | None] = []
+    last: dict[str, int] = {}  # peer -> position in ``out`` of its last mergeable message
+    sizes: dict[int, int] = {}
+    for m in messages:
+        j = last.get(m.to)
+        prev = out[j] if j is not None else None
+        if m.type == MsgType.APP and m.entries:
+            size = sum(e.size() for e in m.entries)
+            if (
+                prev is not None
+                and j is not None
+                and prev.type == MsgType.APP
+                and prev.term == m.term
+                and prev.entries
+                and prev.entries[-1].index == m.index
+                and prev.entries[-1].term == m.log_term
+                and sizes[j] + size <= max_bytes
+            ):
+                out[j] = Message(
+                    MsgType.APP,
+                    prev.frm,
+                    prev.to,
+                    term=prev.term,
+                    index=prev.index,
+                    log_term=prev.log_term,
+                    entries=prev.entries + m.entries,
+                    commit=max(prev.commit, m.commit),
+                )
+                sizes[j] += size
+                continue
+            last[m.to] = len(out)
+            sizes[len(out)] = size
+            out.append(m)
+        elif m.type == MsgType.APP_RESP and not m.reject:
+            if (
+                prev is not None
+                and j is not None
+                and prev.type == MsgType.APP_RESP
+                and not prev.reject
+                and prev.term == m.term
+                and prev.index <= m.index
+            ):
+                out[j] = None
+            last[m.to] = len(out)
+            out.append(m)
+        else:
+            last.pop(m.to, None)
+            out.append(m)
+    return [m for m in out if m is not None]
 
 
 Sender = Callable[[str, dict[str, Any]], object]
@@ -344,7 +412,7 @@ class Runtime:
                 lambda: self.store.save(rd.hard_state, rd.entries, sync=rd.must_sync),
             )
         # 2. send, only now.
-        for m in rd.messages:
+        for m in coalesce(rd.messages, self.core.cfg.max_size_per_msg):
             self._send(m.to, m.to_dict())
         # 3. resolve commits and hand entries to the application.
         if rd.committed_entries:

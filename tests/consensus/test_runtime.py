@@ -257,3 +257,37 @@ def test_restart_resumes_from_the_log(tmp_path: Path) -> None:
         assert c.applied[victim][-1].data == b"after-restart"
 
     run(tmp_path, body)
+
+
+def test_coalesce_folds_contiguous_appends_and_superseded_acks() -> None:
+    from consensus.runtime import coalesce
+
+    def app(to: str, prev: int, n: int, commit: int, term: int = 2) -> Message:
+        ents = [Entry(term, prev + 1 + k, data=b"x") for k in range(n)]
+        return Message(
+            "app", "a", to, term=term, index=prev, log_term=term, entries=ents, commit=commit
+        )
+
+    msgs = [
+        app("b", 10, 1, 9),
+        app("c", 10, 1, 9),
+        app("b", 11, 2, 10),
+        Message("heartbeat", "a", "c", term=2),
+        app("c", 11, 1, 10),  # not merged: a heartbeat to c sits between
+        app("b", 13, 1, 11),
+        app("b", 20, 1, 11),  # not contiguous: kept apart
+        Message("app_resp", "a", "d", term=2, index=5),
+        Message("app_resp", "a", "d", term=2, index=7),
+        Message("app_resp", "a", "d", term=2, index=8, reject=True),
+        Message("app_resp", "a", "d", term=2, index=9),
+    ]
+    out = coalesce(msgs, 1 << 20)
+    b = [m for m in out if m.to == "b"]
+    assert [(m.index, [e.index for e in m.entries], m.commit) for m in b] == [
+        (10, [11, 12, 13, 14], 11),
+        (20, [21], 11),
+    ]
+    assert [m.type for m in out if m.to == "c"] == ["app", "heartbeat", "app"]
+    assert [(m.index, m.reject) for m in out if m.to == "d"] == [(7, False), (8, True), (9, False)]
+    # A size limit stops the folding.
+    assert len(coalesce([app("b", 10, 1, 9), app("b", 11, 1, 9)], 20)) == 2
