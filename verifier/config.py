@@ -108,7 +108,8 @@ class InspectConfig:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ValueError(f"unknown inspection setting(s): {', '.join(unknown)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items()}
         return cls(**kwargs)
 
 

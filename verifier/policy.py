@@ -55,7 +55,7 @@ class CaseView:
         return out
 
     def first(self, *types: str, before: int | None = None,
-              where: Callable[[Event], bool] | None = None) -> Event | None:
+              where: Callable[..., bool] | None = None) -> Event | None:
         """The earliest matching event, or None."""
         for e in self.of(*types, before=before):
             if where is None or where(e):
@@ -112,7 +112,7 @@ class CaseView:
 class Hit:
     """One rule hit before it becomes a :class:`~verifier.findings.Finding`."""
 
-    cites: list[Event | Cite]
+    cites: Sequence[Event | Cite]
     kind: str = "violation"
     due: int | None = None
     provisional: bool = False
@@ -160,14 +160,14 @@ class Context:
         return self._onboarded(court) if self._onboarded else None
 
     def duty(self, rule_warns: bool, due: Due, done: Event | None,
-             cites: list[Event | Cite], *, zh: str = "", en: str = "") -> Hit | None:
+             cites: Sequence[Event | Cite], *, zh: str = "", en: str = "") -> Hit | None:
         """A duty that falls due at ``due``: silent if done in time, a warning while pending
         (within the configured levels, when the rule warns), a violation when late or lapsed."""
         if done is not None:
             if done.occurred_at < due.at:
                 return None
             late_days = (done.occurred_at - due.at) // DAY_MS + 1
-            return Hit(cites + [done], due=due.at, provisional=due.provisional,
+            return Hit([*cites, done], due=due.at, provisional=due.provisional,
                        zh=f"{zh}逾期{late_days}日完成".strip("，"),
                        en=f"{en} done {late_days} day(s) late".strip(),
                        detail={"late_days": late_days})

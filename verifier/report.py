@@ -44,8 +44,8 @@ class Reproduction:
     @property
     def matches(self) -> bool:
         """True when the findings digest and count agree."""
-        return (self.report.get("findings") == self.recomputed["findings"]
-                and self.report.get("count") == self.recomputed["count"])
+        return bool(self.report.get("findings") == self.recomputed["findings"]
+                    and self.report.get("count") == self.recomputed["count"])
 
     def differences(self) -> list[str]:
         """Fields that differ between the report and its re-derivation (bytes as hex)."""

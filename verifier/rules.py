@@ -16,7 +16,7 @@ Groups:
 # ruff: noqa: B023 - predicates are called at once, inside the loop that binds their names
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from verifier.cases import Event
@@ -32,16 +32,18 @@ from verifier.periods import (
     more_than_months,
     roll_to_workday,
 )
-from verifier.policy import AllOf, AnyOf, CaseView, Context, Hit, Rule
+from verifier.policy import AllOf, AnyOf, CaseView, Check, Context, Hit, Rule
+
+__all__ = ["RULES", "RULES_BY_ID", "Rule", "iter_rules", "rule_ids"]
 
 RULES: list[Rule] = []
 
 
 def rule(rule_id: str, citation: str, severity: str, zh: str, en: str,
-         *, warns: bool = False) -> Any:
+         *, warns: bool = False) -> Callable[[Check], Check]:
     """Register a check as a :class:`Rule` of the catalogue."""
 
-    def wrap(fn: Any) -> Any:
+    def wrap(fn: Check) -> Check:
         RULES.append(Rule(rule_id, citation, severity, zh, en, fn, warns))
         return fn
 
@@ -323,7 +325,10 @@ def zb13(case: CaseView, ctx: Context) -> Iterator[Hit]:
         if seizure is None:
             yield Hit([src, r], zh=f"财产{aid}已发现未控制", en=f"asset {aid} found, not seized")
             continue
-        on = lambda e, a=aid: e.get("asset_id") == a  # noqa: E731
+
+        def on(e: Event, a: Any = aid) -> bool:
+            return bool(e.get("asset_id") == a)
+
         sold = case.first("AUCTION_RESULT", before=t,
                           where=lambda e, a=aid: on(e) and e.get("result") == "SOLD")
         if sold or case.first("ACCEPT_IN_KIND_ACCEPTED", before=t, where=on):
@@ -644,7 +649,7 @@ def zb34(case: CaseView, ctx: Context) -> Iterator[Hit]:
             if ended is not None and ended.occurred_at < ren.occurred_at:
                 break
             if ren.occurred_at >= due.at:
-                yield Hit(cites + [ren], due=due.at, provisional=due.provisional,
+                yield Hit([*cites, ren], due=due.at, provisional=due.provisional,
                           zh="期限届满后才续行", en="renewed only after expiry",
                           detail={"asset_id": aid})
             cites = [s, ren]
@@ -661,7 +666,7 @@ def zb34(case: CaseView, ctx: Context) -> Iterator[Hit]:
         lapsed = case.first("SEIZURE_LAPSED", where=lambda e: e.get("asset_id") == aid)
         if lapsed is not None and lapsed.occurred_at < due.at:
             continue  # a recorded decision to let it lapse
-        hit = ctx.duty(True, due, None, cites + ([lapsed] if lapsed else []),
+        hit = ctx.duty(True, due, None, [*cites, *([lapsed] if lapsed else [])],
                        zh=f"财产{aid}", en=f"asset {aid}")
         if hit:
             hit.detail["asset_id"] = aid

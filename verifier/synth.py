@@ -461,8 +461,9 @@ class _Flow:
             # (法释〔2000〕29号 §5: requested before expiry).
             self.ev("EXTENSION_APPROVED", self.t(150), approver="院长",
                     new_deadline=self.t(400))
-        flags = {"informed_basis_and_consequences": True, "informed_execution": True,
-                 "informed_measures": True, "informed_property": not self.has("ZB-18")}
+        flags: dict[str, Any] = {
+            "informed_basis_and_consequences": True, "informed_execution": True,
+            "informed_measures": True, "informed_property": not self.has("ZB-18")}
         self.ev("APPLICANT_INTERVIEW", interview, party=self.applicant, channel="面谈",
                 interviewee=self.applicant, record_sha256=party_hash("record", self.case),
                 doc_no=self.doc(), **flags)
@@ -558,8 +559,8 @@ def generate_case(rng: random.Random, seq: int, now: int, defects: list[str],
         back = rng.randint(800, 1000)
     elif flow == "zb_vehicle" and "ZB-34-soon" in dset:
         # the vehicle is seized on day 12; make its 24 months end 10 … 20 days from now
-        target = now + rng.randint(10, 20) * DAY_MS
-        back = (now - (day_start(add_months(beijing_date(target), -24))) + 12 * DAY_MS) // DAY_MS
+        expiry = now + rng.randint(10, 20) * DAY_MS
+        back = (now - (day_start(add_months(beijing_date(expiry), -24))) + 12 * DAY_MS) // DAY_MS
     elif flow in ZB_FLOWS or flow == "resumed":
         back = rng.randint(260, 1500)
         if "ZB-31-soon" in dset:
