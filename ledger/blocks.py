@@ -207,7 +207,8 @@ class BlockResult:
     ``problems`` lists every failure (each a :class:`ValidityError` with height and index).
     ``entry_ids[i]`` is entry ``i``'s id, or None if it could not be computed. ``valid[i]`` says
     whether entry ``i`` passed validity on its own. ``appended`` is whether the block's leaves
-    went into the log.
+    went into the log. ``header_ok`` is whether the header had the right shape (keys and
+    types), so that a verifier can follow the chain past this block.
     """
 
     height: int | None
@@ -215,6 +216,7 @@ class BlockResult:
     entry_ids: list[bytes | None] = field(default_factory=list)
     valid: list[bool] = field(default_factory=list)
     appended: bool = False
+    header_ok: bool = False
 
     @property
     def ok(self) -> bool:
@@ -275,6 +277,7 @@ def examine_block(
         problem(shape)
         return result
     result.height = header["height"]
+    result.header_ok = True
     if not isinstance(entries, list):
         problem("entries must be a list")
         return result

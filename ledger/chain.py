@@ -210,12 +210,9 @@ class ChainVerifier:
             self.state, self.chain_id, self.header, block, log=self.log, is_known=self.is_known
         )
         found = [Problem(p.height, p.index, p.detail) for p in result.problems]
-        if result.height is None or not isinstance(block, dict):
+        header = block.get("header") if isinstance(block, dict) else None
+        if not result.header_ok or not isinstance(header, dict):
             # Not even a header to follow: nothing more can be learnt from this block.
-            self.problems.extend(found)
-            return found
-        header = block.get("header")
-        if not isinstance(header, dict) or result.height != header.get("height"):
             self.problems.extend(found)
             return found
         entries = block["entries"] if isinstance(block.get("entries"), list) else []

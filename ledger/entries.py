@@ -472,7 +472,9 @@ def _check_identity_body(
             raise ValidityError(f"identity {target.id} belongs to {target.court}, not {court}")
         if _key(body["public_key"], "identity public_key") != target.public_key:
             raise ValidityError(f"public_key is not {target.id}'s current key")
-        if "roles" in body and tuple(body["roles"]) != target.roles:
+        if "roles" in body and (
+            not isinstance(body["roles"], list) or tuple(body["roles"]) != target.roles
+        ):
             raise ValidityError(f"roles differ from {target.id}'s roles; {op} keeps them")
         if op == "rotate":
             _fresh_key(state, body["new_public_key"], "identity new_public_key")

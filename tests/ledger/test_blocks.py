@@ -16,6 +16,7 @@ from ledger.blocks import (
     preview_root,
     sign_block,
 )
+from ledger.chain import ChainVerifier
 from ledger.consortium import ConsortiumState
 from ledger.crypto import H, sha256
 from ledger.encoding import canonical
@@ -331,3 +332,67 @@ def test_examine_block_collects_every_problem(chain: Chain, world: Any) -> None:
     assert result.valid == [True, False, False]
     assert result.appended and chain.log.size == 3  # auditors keep following the log
     assert all(p.height == 1 for p in result.problems)
+
+
+# ------------------------------------------------------------------------------------ fuzzing
+
+_JUNK: list[Any] = [True, -1, 2**64 - 1, "", "x", b"", b"x" * 32, [], [1], {}, {"a": 1}]
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _replace(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    if isinstance(obj, dict):
+        return {**obj, path[0]: _replace(obj[path[0]], path[1:], value)}
+    copy = list(obj)
+    copy[path[0]] = _replace(copy[path[0]], path[1:], value)
+    return copy
+
+
+def test_junk_anywhere_in_a_block_is_a_validity_problem(chain: Chain, world: Any) -> None:
+    # Header fields are re-signed so the checks behind the proposer signature see the junk.
+    block = chain.build([world.document(n=0), world.document(n=1)])
+    chain.check(block)  # the unmutated block is valid
+    fresh = Chain(world, chain.h)
+    for path in _paths(block):
+        if path[:1] == ("entries",) and len(path) > 3:
+            continue  # entry internals: tests/ledger/test_entries.py replaces every field
+        for junk in _JUNK:
+            mutated = _replace(block, path, junk)
+            if path[:1] == ("header",) and len(path) == 2:
+                mutated = fresh.resign(mutated)
+            log = MerkleLog(world.alg)
+            result = examine_block(
+                fresh.state,
+                world.chain_id,
+                fresh.header,
+                mutated,
+                log=log,
+                is_known=lambda _e: False,
+            )
+            assert all(isinstance(p, ValidityError) for p in result.problems)
+            try:  # some junk is valid: a block timed far ahead is a liveness alarm only
+                check_block(
+                    fresh.state,
+                    world.chain_id,
+                    fresh.header,
+                    mutated,
+                    log=MerkleLog(world.alg),
+                    is_known=lambda _e: False,
+                )
+            except ValidityError:
+                pass
+            verifier = ChainVerifier(world.genesis)
+            verifier.add_block(mutated)  # reports, never raises
+            verifier.add_block(block)

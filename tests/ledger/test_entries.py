@@ -7,6 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger.consortium import ConsortiumState
 from ledger.crypto import H, sha256
@@ -749,3 +751,129 @@ def test_apply_never_mutates(world: Any, state: ConsortiumState) -> None:
     same = state.apply_payloads(1, T, [world.document()["payload"]])
     assert same.height == 1 and state.height == 0
     assert same.identities() == state.identities()
+
+
+# ------------------------------------------------------------------------------------ fuzzing
+
+_junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.text(max_size=5),
+    st.binary(max_size=40),
+    st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(0, 3), max_size=2),
+)
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _replace(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    if isinstance(obj, dict):
+        return {**obj, path[0]: _replace(obj[path[0]], path[1:], value)}
+    copy = list(obj)
+    copy[path[0]] = _replace(copy[path[0]], path[1:], value)
+    return copy
+
+
+def _samples(world: Any, h: SimpleNamespace) -> list[dict[str, Any]]:
+    learner = _approve(
+        world,
+        h,
+        _learner_body(
+            h,
+            admin={
+                "id": "admin-sh",
+                "roles": ["admin"],
+                "public_key": h.key("admin-sh").public_key(),
+            },
+        ),
+        "admin-0",
+        "admin-1",
+    )
+    return [
+        world.document(),
+        world.entry("admin-0", "membership", learner),
+        world.entry(
+            "admin-0",
+            "identity",
+            {
+                "op": "rotate",
+                "id": "clerk-0",
+                "court": h.COURTS[0],
+                "roles": ["clerk"],
+                "public_key": h.key("clerk-0").public_key(),
+                "new_public_key": h.key("c0b").public_key(),
+            },
+        ),
+        world.entry(
+            "admin-0",
+            "identity",
+            {
+                "op": "revoke",
+                "id": "admin-0",
+                "court": h.COURTS[0],
+                "public_key": h.key("admin-0").public_key(),
+                "compromised_since": 5,
+                "approvals": [{"identity": "admin-1", "sig": bytes(64)}],
+            },
+        ),
+        world.entry("inspector-0", "report", _report()),
+    ]
+
+
+_JUNK_VALUES: list[Any] = [True, -1, 2**64 - 1, "", "x", b"", b"x" * 32, [], [1], {}, {"a": 1}]
+
+
+def test_every_payload_field_replaced_by_junk(world: Any, h: SimpleNamespace) -> None:
+    # Whatever a hostile proposer puts in a block, validity answers with a ValidityError (or
+    # accepts): never a raw TypeError or KeyError that would crash every node's apply. Every
+    # field at every depth of a sample of each interpreted kind is replaced by each junk
+    # value, and the payload signed again so that the checks behind the signature see it.
+    state = ConsortiumState.from_genesis(world.genesis)
+    keys = {h.key(n).public_key(): h.key(n) for n in ("clerk-0", "admin-0", "inspector-0")}
+    checked = 0
+    for env in _samples(world, h):
+        signer = keys[env["payload"]["signer"]]
+        for path in _paths(env["payload"]):
+            if path[:1] == ("signer",) or not path:
+                continue
+            for junk in _JUNK_VALUES:
+                payload = _replace(env["payload"], path, junk)
+                mutated = sign_entry(signer, world.chain_id, payload)
+                try:
+                    check(world, state, mutated)
+                except ValidityError:
+                    pass
+                checked += 1
+    assert checked > 500
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_mutated_envelopes_only_raise_validity_errors(
+    world: Any, h: SimpleNamespace, data: st.DataObject
+) -> None:
+    state = ConsortiumState.from_genesis(world.genesis)
+    env = data.draw(st.sampled_from(_samples(world, h)))
+    path = data.draw(st.sampled_from(_paths(env)))
+    mutated = _replace(env, path, data.draw(_junk))
+    try:
+        check(world, state, mutated)
+    except ValidityError:
+        pass
