@@ -135,7 +135,9 @@ values_strategy = st.recursive(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(values_strategy)
 def test_round_trip(value: Any) -> None:
     data = canonical(value)
@@ -144,7 +146,7 @@ def test_round_trip(value: Any) -> None:
     assert canonical(back) == data
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, print_blob=True)
 @given(
     st.dictionaries(st.text(max_size=6), st.integers(-(2**63), 2**64 - 1), min_size=2, max_size=8)
 )
@@ -153,7 +155,7 @@ def test_key_order_does_not_matter(d: dict[str, int]) -> None:
     assert canonical(d) == canonical(reversed_d)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, print_blob=True)
 @given(values_strategy)
 def test_every_truncation_refused(value: Any) -> None:
     data = canonical(value)
@@ -162,7 +164,7 @@ def test_every_truncation_refused(value: Any) -> None:
             decode(data[:cut])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, print_blob=True)
 @given(values_strategy, st.binary(min_size=1, max_size=4))
 def test_trailing_bytes_refused(value: Any, tail: bytes) -> None:
     with pytest.raises(EncodingError):

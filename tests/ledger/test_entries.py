@@ -862,6 +862,7 @@ def test_every_payload_field_replaced_by_junk(world: Any, h: SimpleNamespace) ->
 
 @settings(
     max_examples=150,
+    print_blob=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
