@@ -302,7 +302,7 @@ def _check_fields(etype: str, fields: Mapping[str, Any], where: str) -> None:
         fwhere = f"{where}.{name}"
         if not _type_ok(value, spec[name]):
             raise _fail(fwhere, f"expected {spec[name]}, got {type(value).__name__}")
-        sub = SUBFIELDS.get(name)
+        sub = SUBFIELDS.get(name) if spec[name] in ("map", "list[map]") else None
         if sub is not None:
             items = value if isinstance(value, list) else [value]
             for i, item in enumerate(items):

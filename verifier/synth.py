@@ -428,9 +428,11 @@ class _Flow:
             if self.has("ZB-14") and rnd == 2:
                 return res_at
             sold = sell_round == rnd
+            extra: dict[str, Any] = {"price_fen": price} if sold else {}
+            if sold:
+                extra["buyer_hash"] = party_hash("rid", f"buyer-{asset_id}")
             self.ev("AUCTION_RESULT", res_at, asset_id=asset_id, round=rnd,
-                    result="SOLD" if sold else "UNSOLD", price_fen=price if sold else 0,
-                    buyer_hash=party_hash("rid", f"buyer-{asset_id}") if sold else "")
+                    result="SOLD" if sold else "UNSOLD", **extra)
             if sold:
                 return res_at
             if rnd == 1:
@@ -543,11 +545,12 @@ def _pick_flow(rng: random.Random, defects: list[str]) -> str:
 
 
 def generate_case(rng: random.Random, seq: int, now: int, defects: list[str],
-                  flow: str | None = None) -> list[SynthCase]:
+                  flow: str | None = None,
+                  courts: tuple[tuple[str, str], ...] = COURTS) -> list[SynthCase]:
     """One case (two for a resumed pair) with the given defects. Events at or after ``now``
     are never produced."""
     flow = flow or _pick_flow(rng, defects)
-    court, prefix = COURTS[seq % len(COURTS)]
+    court, prefix = courts[seq % len(courts)]
     dset = set(defects)
     if flow == "open":
         back = rng.randint(15, 140)
@@ -727,7 +730,8 @@ def _late_defects(sc: SynthCase, rng: random.Random, dset: set[str], now: int) -
 
 
 def generate(n_cases: int, *, seed: int = 1, now: int, defect_rate: float = 0.3,
-             rates: dict[str, float] | None = None, cover_all: bool = True) -> Iterator[SynthCase]:
+             rates: dict[str, float] | None = None, cover_all: bool = True,
+             courts: list[str] | None = None) -> Iterator[SynthCase]:
     """Yield ``n_cases`` cases (a resumed pair counts as one), grouped by case.
 
     ``defect_rate`` is the share of cases with one defect, spread evenly over the defects;
@@ -735,6 +739,11 @@ def generate(n_cases: int, *, seed: int = 1, now: int, defect_rate: float = 0.3,
     the defects in turn, so every rule is hit at least once when enough cases are asked for.
     """
     rng = random.Random(seed)
+    court_list = COURTS
+    if courts:
+        known = dict(COURTS)
+        court_list = tuple((c, known.get(c, "OF" + "".join(ch for ch in c if ch.isdigit())))
+                           for c in courts if c != "最高法") or COURTS
     names = sorted(DEFECTS)
     queue = list(names) if cover_all else []
     for i in range(n_cases):
@@ -745,10 +754,38 @@ def generate(n_cases: int, *, seed: int = 1, now: int, defect_rate: float = 0.3,
             defects = [d for d, r in rates.items() if rng.random() < r][:1]
         elif rng.random() < defect_rate:
             defects = [rng.choice(names)]
-        yield from generate_case(rng, i, now, defects)
+        yield from generate_case(rng, i, now, defects, courts=court_list)
 
 
 DEFAULT_NOW = "2026-06-01"
+
+
+def demo_items(courts: list[str], cases: int, seed: int = 1, now: int | None = None,
+               defect_rate: float = 0.3) -> Iterator[dict[str, Any]]:
+    """Unsigned items for ``courtledger demo``: ``{"kind", "case", "court", "role", "body"}``.
+
+    The node signs and submits them now, so business times lie in the past (the courts'
+    history, reported by LATE-01 as pre-chain when their onboarding time is known).
+    Corrections are folded into their target here, because an ``EVENT_CORRECTED`` names the
+    target's entry id, which only exists once the node has signed it.
+    """
+    import time as _time
+
+    now = now if now is not None else int(_time.time() * 1000)
+    for sc in generate(cases, seed=seed, now=now, defect_rate=defect_rate, courts=courts):
+        for e in sc.events:
+            if e.corrects is not None:
+                e.corrects.body = dict(e.body["fields"]["body"])
+                e.corrects.body["fields"] = dict(e.corrects.body["fields"])
+        for e in sc.events:
+            if e.corrects is not None:
+                continue
+            body = e.body
+            if e.kind == "event" and "evidence_refs" in body:
+                body = {**body, "evidence_refs": [bytes.fromhex(x) if isinstance(x, str) else x
+                                                  for x in body["evidence_refs"]]}
+            yield {"kind": e.kind, "case": e.case, "court": e.court, "role": "officer",
+                   "body": body}
 
 
 def write(path: str | Path, cases: Iterator[SynthCase]) -> tuple[int, int]:

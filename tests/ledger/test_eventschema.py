@@ -28,14 +28,36 @@ def test_every_events_md_type_is_listed() -> None:
 
 
 def test_valid_bodies() -> None:
-    check_event_body(body("EXEC_NOTICE_SERVED", {
-        "doc_no": "（2025）吉0102执1203号", "method": "直接", "party": PARTY,
-        "served_at": 1_700_000_000_000, "receipt_sha256": "00" * 32, "extra_field": 1,
-    }, doc_refs=[b"\x01" * 32]))
-    check_event_body(body("CASE_FILED", {
-        "debtors": [{"kind": "natural", "party": PARTY}], "amount_claimed_fen": 5,
-        "basis": {"doc_no": "（2024）吉0102民初1号", "effective_at": 1, "issuing_body": "x"},
-    }))
+    check_event_body(
+        body(
+            "EXEC_NOTICE_SERVED",
+            {
+                "doc_no": "（2025）吉0102执1203号",
+                "method": "直接",
+                "party": PARTY,
+                "served_at": 1_700_000_000_000,
+                "receipt_sha256": "00" * 32,
+                "extra_field": 1,
+            },
+            doc_refs=[b"\x01" * 32],
+        )
+    )
+    check_event_body(
+        body(
+            "CASE_FILED",
+            {
+                "debtors": [{"kind": "natural", "party": PARTY}],
+                "amount_claimed_fen": 5,
+                "basis": {
+                    "doc_no": "（2024）吉0102民初1号",
+                    "effective_at": 1,
+                    "issuing_body": "x",
+                },
+            },
+        )
+    )
+    # `basis` is a map on CASE_FILED and a str elsewhere.
+    check_event_body(body("OBSTRUCTION_FLAGGED", {"basis": "阻挠查封", "party": PARTY}))
     # An unknown type is stored: only the envelope is checked.
     check_event_body(body("SOMETHING_NEW", {"anything": [1, "x"]}))
 
@@ -57,8 +79,13 @@ def test_valid_bodies() -> None:
         ({**body("SEIZURE", {}), "actor": {"officer_id": "x"}}, "actor.role"),
         (body("EVENT_VOIDED", {"voids": "xyz"}), "fields.voids"),
         (body("EVENT_CORRECTED", {"corrects": "ab" * 32}), "fields.body"),
-        (body("EVENT_CORRECTED", {"corrects": "ab" * 32, "body": body(
-            "SEIZURE", {}, doc_refs=[b"\x00" * 32])}), "fields.body.doc_refs[0]"),
+        (
+            body(
+                "EVENT_CORRECTED",
+                {"corrects": "ab" * 32, "body": body("SEIZURE", {}, doc_refs=[b"\x00" * 32])},
+            ),
+            "fields.body.doc_refs[0]",
+        ),
     ],
 )
 def test_refusals_name_the_path(bad: dict[str, Any], where: str) -> None:
@@ -70,7 +97,13 @@ def test_refusals_name_the_path(bad: dict[str, Any], where: str) -> None:
 
 
 def test_correction_body_uses_hex_refs() -> None:
-    check_event_body(body("EVENT_CORRECTED", {
-        "corrects": "ab" * 32, "reason": "typo",
-        "body": body("SEIZURE", {"asset_id": "A1"}, evidence_refs=["cd" * 32]),
-    }))
+    check_event_body(
+        body(
+            "EVENT_CORRECTED",
+            {
+                "corrects": "ab" * 32,
+                "reason": "typo",
+                "body": body("SEIZURE", {"asset_id": "A1"}, evidence_refs=["cd" * 32]),
+            },
+        )
+    )

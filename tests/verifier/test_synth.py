@@ -43,3 +43,22 @@ def test_cli_writes_events_and_truth(tmp_path: Path) -> None:
     truth = json.loads((tmp_path / "w.truth.json").read_text(encoding="utf-8"))
     assert len(truth) >= 12 and all("expected" in v for v in truth.values())
     assert main(["--rate", "NOPE=0.5", "--out", str(out)]) == 2
+
+
+def test_every_generated_event_passes_admission() -> None:
+    # The workload must be admissible by a node: ledger.eventschema and ledger.caseno.
+    from ledger.caseno import check_normalised
+    from ledger.eventschema import check_event_body
+    from verifier.synth import demo_items
+
+    for sc in generate(40, seed=4, now=NOW):
+        for rec in sc.records():
+            check_normalised(rec.payload["case"])
+            if rec.payload["kind"] == "event":
+                check_event_body(rec.payload["body"])
+    items = list(demo_items(["吉0102", "沪0115", "最高法"], 20, seed=4, now=NOW))
+    assert {i["court"] for i in items} == {"吉0102", "沪0115"}
+    assert not any(i["body"].get("type") == "EVENT_CORRECTED" for i in items)
+    for i in items:
+        if i["kind"] == "event":
+            check_event_body(i["body"])
