@@ -44,6 +44,8 @@ __all__ = [
     "Clock",
     "CommitUnknown",
     "coalesce",
+    "decode_message",
+    "encode_message",
     "MockClock",
     "NotLeader",
     "ProposalDropped",
@@ -202,6 +204,89 @@ def coalesce(messages: list[Message], max_bytes: int) -> list[Message]:
     return [m for m in out if m is not None]
 
 
+_MSG_INT = ("term", "log_term", "index", "commit", "reject_hint")
+_MSG_KEYS = frozenset({"type", "frm", "to", "entries", "reject", "context", *_MSG_INT})
+_ENTRY_KEYS = frozenset({"term", "index", "type", "data"})
+
+
+def _nat(v: object) -> bool:
+    return type(v) is int and v >= 0
+
+
+def decode_message(d: object) -> Message:
+    """``Message.from_dict`` with a fast path for the common shapes (appends, votes, answers).
+
+    A follower decodes every replicated entry; the generic, reflective ``from_dict`` costs
+    ~25 µs an entry, this ~2 µs.  It accepts exactly what ``from_dict`` accepts (same required
+    fields, no extra ones, ints non-negative and not bool, the types' own ``_validate``), and
+    hands anything unusual (a snapshot, a conf change, any doubt) to ``from_dict`` itself, so
+    the error messages and the rules stay in one place (``consensus/types.py``).  A test
+    compares the two on generated input.
+    """
+    if (
+        type(d) is dict
+        and d.keys() == _MSG_KEYS
+        and type(d["type"]) is str
+        and type(d["frm"]) is str
+        and type(d["to"]) is str
+        and type(d["reject"]) is bool
+        and type(d["context"]) is bytes
+        and type(d["entries"]) is list
+        and all(_nat(d[k]) for k in _MSG_INT)
+    ):
+        entries: list[Entry] = []
+        for e in d["entries"]:
+            if not (
+                type(e) is dict
+                and e.keys() == _ENTRY_KEYS
+                and _nat(e["term"])
+                and _nat(e["index"])
+                and type(e["type"]) is str
+                and type(e["data"]) is bytes
+            ):
+                return Message.from_dict(d)
+            entry = Entry(e["term"], e["index"], e["type"], e["data"])
+            entry._validate()
+            entries.append(entry)
+        m = Message(
+            d["type"],
+            d["frm"],
+            d["to"],
+            term=d["term"],
+            log_term=d["log_term"],
+            index=d["index"],
+            entries=entries,
+            commit=d["commit"],
+            reject=d["reject"],
+            reject_hint=d["reject_hint"],
+            context=d["context"],
+        )
+        m._validate()
+        return m
+    return Message.from_dict(d)
+
+
+def encode_message(m: Message) -> dict[str, Any]:
+    """``m.to_dict()``, without reflection for the common shapes (see :func:`decode_message`)."""
+    if m.snapshot is not None or any(e.change is not None for e in m.entries):
+        return m.to_dict()
+    return {
+        "type": m.type,
+        "frm": m.frm,
+        "to": m.to,
+        "term": m.term,
+        "log_term": m.log_term,
+        "index": m.index,
+        "entries": [
+            {"term": e.term, "index": e.index, "type": e.type, "data": e.data} for e in m.entries
+        ],
+        "commit": m.commit,
+        "reject": m.reject,
+        "reject_hint": m.reject_hint,
+        "context": m.context,
+    }
+
+
 Sender = Callable[[str, dict[str, Any]], object]
 Applier = Callable[[list[Entry]], None]
 
@@ -299,7 +384,7 @@ class Runtime:
         addressed to us: a member must not be able to speak for another.
         """
         try:
-            m = Message.from_dict(message)
+            m = decode_message(message)
         except MalformedMessage as exc:
             raise FrameError(f"bad raft message: {exc}") from exc
         if m.frm != peer:
@@ -413,7 +498,7 @@ class Runtime:
             )
         # 2. send, only now.
         for m in coalesce(rd.messages, self.core.cfg.max_size_per_msg):
-            self._send(m.to, m.to_dict())
+            self._send(m.to, encode_message(m))
         # 3. resolve commits and hand entries to the application.
         if rd.committed_entries:
             self._committed(rd.committed_entries)

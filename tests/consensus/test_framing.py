@@ -42,7 +42,7 @@ def test_clean_eof_is_none() -> None:
         (struct.pack(">I", 1) + b"\xc1", "not valid msgpack"),
         (struct.pack(">I", 1) + b"\x01", "not a map"),
         (struct.pack(">I", 6) + msgpack.packb({"k": "x"}) + b"\x00", "trailing bytes"),
-        (struct.pack(">I", 4) + msgpack.packb({1: 2}) + b"\x00", "trailing"),
+        (struct.pack(">I", 4) + msgpack.packb({1: 2}) + b"\x00", "trailing|not valid"),
     ],
 )
 def test_malformed_frames_raise(data: bytes, message: str) -> None:
@@ -53,7 +53,9 @@ def test_malformed_frames_raise(data: bytes, message: str) -> None:
 @pytest.mark.parametrize(
     "obj, message",
     [
-        ({1: "x", "k": "a"}, "not a str"),
+        ({1: "x", "k": "a"}, "not valid msgpack"),
+        ({b"x": 1, "k": "a"}, "not a str"),
+        ({"k": "a", "m": {2: 1}}, "not valid msgpack"),
         ({"k": "a", "f": 1.5}, "floats"),
         ({"k": 3}, "'k'"),
         ({"x": 1}, "'k'"),

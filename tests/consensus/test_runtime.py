@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.core import Config, RaftCore
 from consensus.framing import FrameError
 from consensus.logstore import LogStore
 from consensus.runtime import CommitUnknown, MockClock, NotLeader, Runtime
-from consensus.types import Entry, HardState, Message, Role
+from consensus.types import Entry, HardState, MalformedMessage, Message, Role
 
 IDS = ["a", "b", "c"]
 
@@ -291,3 +293,78 @@ def test_coalesce_folds_contiguous_appends_and_superseded_acks() -> None:
     assert [(m.index, m.reject) for m in out if m.to == "d"] == [(7, False), (8, True), (9, False)]
     # A size limit stops the folding.
     assert len(coalesce([app("b", 10, 1, 9), app("b", 11, 1, 9)], 20)) == 2
+
+
+_values = st.one_of(
+    st.integers(min_value=-2, max_value=3),
+    st.booleans(),
+    st.sampled_from(["app", "vote", "normal", "noop", "a", ""]),
+    st.binary(max_size=3),
+    st.none(),
+)
+
+
+@st.composite
+def _entry_dicts(draw: st.DrawFn) -> object:
+    e = Entry(draw(st.integers(0, 3)), draw(st.integers(0, 3)), data=draw(st.binary(max_size=2)))
+    d: dict[str, object] = e.to_dict()
+    if draw(st.booleans()):
+        d[draw(st.sampled_from(["term", "index", "type", "data", "x"]))] = draw(_values)
+    if draw(st.booleans()):
+        d.pop(draw(st.sampled_from(["term", "index", "type", "data"])), None)
+    return d
+
+
+@st.composite
+def _message_dicts(draw: st.DrawFn) -> object:
+    m = Message(draw(st.sampled_from(["app", "app_resp", "vote", "snap", "bogus"])), "a", "b")
+    d: dict[str, object] = m.to_dict()
+    d["entries"] = draw(st.lists(_entry_dicts(), max_size=3))
+    for _ in range(draw(st.integers(0, 2))):
+        key = draw(st.sampled_from(sorted(d) + ["extra"]))
+        if draw(st.booleans()):
+            d[key] = draw(_values)
+        else:
+            d.pop(key, None)
+    return d
+
+
+@settings(max_examples=500, deadline=None)
+@given(_message_dicts())
+def test_fast_decoder_agrees_with_from_dict(d: object) -> None:
+    from consensus.runtime import decode_message
+
+    try:
+        expected: object = Message.from_dict(d)
+    except MalformedMessage:
+        expected = MalformedMessage
+    try:
+        got: object = decode_message(d)
+    except MalformedMessage:
+        got = MalformedMessage
+    assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["app", "app_resp", "heartbeat", "snap"]),
+    st.lists(st.tuples(st.integers(0, 5), st.binary(max_size=3), st.booleans()), max_size=3),
+    st.integers(0, 9),
+    st.binary(max_size=2),
+)
+def test_fast_encoder_agrees_with_to_dict(
+    kind: str, ents: list[tuple[int, bytes, bool]], n: int, ctx: bytes
+) -> None:
+    from consensus.runtime import decode_message, encode_message
+    from consensus.types import ConfChange, SnapshotMeta
+
+    entries = [
+        Entry(t, i + 1, "conf_change", d, ConfChange("remove", "c"))
+        if cc
+        else Entry(t, i + 1, data=d)
+        for i, (t, d, cc) in enumerate(ents)
+    ]
+    snap = SnapshotMeta(n, n) if kind == "snap" else None
+    m = Message(kind, "a", "b", term=n, index=n, entries=entries, context=ctx, snapshot=snap)
+    assert encode_message(m) == m.to_dict()
+    assert decode_message(encode_message(m)) == m
