@@ -57,6 +57,7 @@ class Cosigner:
         signer: Signer,
         node_id: str,
         send_all: Callable[[str, bytes], Awaitable[None]],
+        send_one: Callable[[str, str, bytes], Awaitable[None]],
         on_quorum: Callable[[int], None],
         alarm: Callable[[str, str], None],
         evidence_dir: Path,
@@ -66,6 +67,7 @@ class Cosigner:
         self.signer = signer
         self.node_id = node_id
         self.send_all = send_all
+        self.send_one = send_one
         self.on_quorum = on_quorum
         self.alarm = alarm
         self.evidence_dir = evidence_dir
@@ -104,7 +106,8 @@ class Cosigner:
                 await self.send_all(CHANNEL, canonical({"cp": cp, "node": self.node_id,
                                                         "sig": sig}))
         for peer, theirs, sig in self.early.pop(h, []):
-            self._receive(peer, theirs, sig)
+            if self._receive(peer, theirs, sig):
+                await self._reply(peer, h)
 
     async def resend(self, heights: list[int]) -> None:
         """Re-send our signatures of recent heights (after a restart, peers lost theirs)."""
@@ -132,31 +135,47 @@ class Cosigner:
         except (LedgerError, ValueError) as exc:
             log.warning("dropping a cosig frame from %s: %s", peer, exc)
             return
-        self._receive(peer, cp, sig)
+        if self._receive(peer, cp, sig):
+            await self._reply(peer, cp["height"])
 
-    def _receive(self, peer: str, cp: dict[str, Any], sig: bytes) -> None:
+    async def _reply(self, peer: str, h: int) -> None:
+        """Answer a peer's first signature of ``h`` with ours: a node that was away (or
+        restarted) collects the quorum of heights the others completed without it. Each side
+        answers only a signature that is new to it, so the exchange ends after one round."""
+        cp = self.own.get(h) or self.chain.checkpoint_body(h)
+        sig = self.sigs.get(h, {}).get(self.node_id)
+        if cp is None or sig is None or self.stopped is not None:
+            return
+        try:
+            await self.send_one(peer, CHANNEL, canonical({"cp": cp, "node": self.node_id,
+                                                          "sig": sig}))
+        except Exception as exc:  # noqa: BLE001 - best effort; resend covers the rest
+            log.debug("cosig reply to %s failed: %s", peer, exc)
+
+    def _receive(self, peer: str, cp: dict[str, Any], sig: bytes) -> bool:
+        """Check and record a peer's signature; True if it was new here."""
         h = cp["height"]
         voters = self.chain.voters_at(h)
         if peer not in verify_checkpoint_signatures(cp, [{"node": peer, "sig": sig}], voters):
             log.warning("invalid checkpoint signature from %s at height %d", peer, h)
-            return
+            return False
         mine = self.own.get(h)
         if mine is None and h <= self.chain.height:
             mine = self.chain.checkpoint_body(h)
         if mine is None:
             if len(self.early) < MAX_EARLY_HEIGHTS:
                 self.early.setdefault(h, []).append((peer, cp, sig))
-            return
+            return False
         eq = detect_equivocation(mine, cp)
         if eq is not None:
             self._equivocation(peer, mine, cp, sig, eq.detail)
-            return
-        self._add(h, mine, peer, sig)
+            return False
+        return self._add(h, mine, peer, sig)
 
-    def _add(self, h: int, cp: dict[str, Any], node: str, sig: bytes) -> None:
+    def _add(self, h: int, cp: dict[str, Any], node: str, sig: bytes) -> bool:
         got = self.sigs.setdefault(h, {})
         if node in got:
-            return
+            return False
         got[node] = sig
         voters = self.chain.voters_at(h)
         need = self.chain.quorum_at(h)
@@ -165,6 +184,7 @@ class Cosigner:
             self.chain.put_checkpoint(cp, sigs)
             if len(got) == need:
                 self.on_quorum(h)
+        return True
 
     def _equivocation(
         self, peer: str, mine: dict[str, Any], theirs: dict[str, Any], sig: bytes, detail: str

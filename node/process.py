@@ -92,7 +92,8 @@ class Node:
         )
         self.cosigner = Cosigner(
             chain=self.chain, signer=self.signer, node_id=config.node_id,
-            send_all=self.send_all, on_quorum=self._on_quorum, alarm=self.raise_alarm,
+            send_all=self.send_all, send_one=self.send_one, on_quorum=self._on_quorum,
+            alarm=self.raise_alarm,
             evidence_dir=config.data_dir / "evidence",
         )
         self.applier = Applier(
@@ -174,6 +175,10 @@ class Node:
                 await asyncio.wait_for(self.replicator.send_app(peer, channel, data), 1.0)
             except (TimeoutError, KeyError, ConnectionError) as exc:
                 log.debug("app frame to %s not sent: %s", peer, exc)
+
+    async def send_one(self, peer: str, channel: str, data: bytes) -> None:
+        """Send an application frame to one peer (best effort, bounded wait)."""
+        await asyncio.wait_for(self.replicator.send_app(peer, channel, data), 1.0)
 
     async def on_app(self, peer: str, channel: str, data: bytes) -> None:
         """Route an application frame from a peer."""
