@@ -373,6 +373,8 @@ class MerkleLog:
         # frontier[i] = (level, index, hash) of the perfect subtrees covering [0, size), largest
         # first. Rebuilt from storage on open; maintained in O(log n) on every append.
         self._frontier: list[tuple[int, int, bytes]] = []
+        self._folds: dict[int, bytes] = {}
+        self._folds_size = -1
         start = 0
         for level in range(size.bit_length() - 1, -1, -1):
             if size >> level & 1:
@@ -423,8 +425,10 @@ class MerkleLog:
         it is the right fold of the perfect subtrees given by the set bits of ``hi - lo``.
         """
         n = hi - lo
-        if n == 1:
-            return self._node(0, lo)
+        if n & (n - 1) == 0:  # a perfect subtree: one stored node
+            return self._node(n.bit_length() - 1, lo // n)
+        if hi == self._size:
+            return self._frontier_fold(lo)
         parts: list[bytes] = []
         start = lo
         for level in range(n.bit_length() - 1, -1, -1):
@@ -435,6 +439,21 @@ class MerkleLog:
         for left in reversed(parts[:-1]):
             acc = self._h(NODE_PREFIX + left + acc)
         return acc
+
+    def _frontier_fold(self, lo: int) -> bytes:
+        """``MTH(D[lo:size])`` for a ragged range ending at the current size, from memory.
+
+        Such a range is a suffix of the frontier; the folds of every suffix are computed once
+        per size (O(log n) hashes) and reused by every proof at the current size.
+        """
+        if self._folds_size != self._size:
+            folds: dict[int, bytes] = {}
+            acc: bytes | None = None
+            for level, idx, value in reversed(self._frontier):
+                acc = value if acc is None else self._h(NODE_PREFIX + value + acc)
+                folds[idx << level] = acc
+            self._folds, self._folds_size = folds, self._size
+        return self._folds[lo]
 
     def root(self, size: int | None = None) -> bytes:
         """The tree head at ``size`` leaves (default: now). ``H(b"")`` for the empty tree."""
@@ -449,25 +468,32 @@ class MerkleLog:
         return self._range_hash(0, n)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        """The RFC 9162 §2.1.3.1 inclusion proof ``PATH(index, D[0:size])``, leaf upwards."""
+        """The RFC 9162 §2.1.3.1 inclusion proof ``PATH(index, D[0:size])``, leaf upwards.
+
+        Computed bottom-up rather than by the RFC's top-down recursion (same hashes, same
+        order): below the level where the paths to ``index`` and to the last leaf meet, each
+        element is the sibling of the leaf's ancestor, a perfect subtree except possibly the
+        topmost, which the tree's end may cut short; above it, each element is a left sibling,
+        one per set bit of the index there (see :func:`inclusion_proof_size`).
+        """
         n = self._check_size(size)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
             raise ValueError(f"leaf index {index!r} is not in a tree of size {n}")
+        inner, _ = _inner_and_border(index, n)
         proof: list[bytes] = []
-        lo, hi = 0, n
-        # Walk down from the root, collecting the sibling of each subtree holding the leaf;
-        # the proof lists them from the leaf up, so it is reversed at the end.
-        while hi - lo > 1:
-            k = _largest_power_of_two_below(hi - lo)
-            mid = lo + k
-            if index < mid:
-                proof.append(self._range_hash(mid, hi))
-                hi = mid
-            else:
-                # [lo, mid) is perfect: one stored node.
-                proof.append(self._node(k.bit_length() - 1, lo // k))
-                lo = mid
-        proof.reverse()
+        for level in range(inner):
+            sibling = (index >> level) ^ 1
+            start = sibling << level
+            if start + (1 << level) <= n:
+                proof.append(self._node(level, sibling))
+            else:  # the right sibling cut short by the end of the tree
+                proof.append(self._range_hash(start, n))
+        level, rest = inner, index >> inner
+        while rest:
+            if rest & 1:
+                proof.append(self._node(level, rest ^ 1))
+            rest >>= 1
+            level += 1
         return proof
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
