@@ -19,6 +19,7 @@ its entries become available.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -78,6 +79,7 @@ class Cosigner:
         self.stopped: str | None = None
         self.evidence: list[dict[str, Any]] = []
         self.skew_refusals = 0
+        self._sending: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ own checkpoints
 
@@ -103,8 +105,11 @@ class Cosigner:
             else:
                 sig = sign_checkpoint(self.signer, self.chain.chain_id, cp)
                 self._add(h, cp, self.node_id, sig)
-                await self.send_all(CHANNEL, canonical({"cp": cp, "node": self.node_id,
-                                                        "sig": sig}))
+                # Sending must not hold up apply (a slow peer link back-pressures app frames).
+                task = asyncio.create_task(self.send_all(
+                    CHANNEL, canonical({"cp": cp, "node": self.node_id, "sig": sig})))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
         for peer, theirs, sig in self.early.pop(h, []):
             if self._receive(peer, theirs, sig):
                 await self._reply(peer, h)
