@@ -119,3 +119,16 @@ def test_init_cli_refuses_a_non_empty_dir(tmp_path: Path) -> None:
     assert "chain id" in ok.output
     again = runner.invoke(main, ["init", "--dir", str(tmp_path / "c")])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_the_documented_example_config_is_valid() -> None:
+    import tomllib
+
+    from node.config import BuilderConfig, PublicConfig, parse_config
+
+    path = Path(__file__).resolve().parents[2] / "config" / "node.example.toml"
+    with path.open("rb") as f:
+        cfg = parse_config(tomllib.load(f), path, env={})
+    # The example documents the defaults.
+    assert cfg.builder == BuilderConfig() and cfg.public == PublicConfig()
+    assert cfg.node_id == "ji01" and str(cfg.listen.internal) == "127.0.0.1:7202"
