@@ -166,27 +166,54 @@ class DemoNode:
         count, size = int(req["count"]), int(req["size"])
         outstanding, tag = int(req["outstanding"]), str(req.get("tag", "load"))
         stream = bool(req.get("stream", False))
+        rate = float(req.get("rate", 0))  # open loop: start proposals at this rate (per second)
         latencies: list[float] = []
         errors: dict[str, int] = {}
         next_seq = 0
+
+        async def one(seq: int) -> bool:
+            t0 = time.perf_counter()
+            try:
+                index = await self.runtime.propose(payload(tag, seq, size))
+            except (NotLeader, CommitUnknown, ProposalDropped) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                return False
+            latencies.append(time.perf_counter() - t0)
+            if stream:
+                writer.write(json.dumps({"c": seq, "i": index}).encode() + b"\n")
+            return True
 
         async def worker() -> None:
             nonlocal next_seq
             while next_seq < count:
                 seq = next_seq
                 next_seq += 1
-                t0 = time.perf_counter()
-                try:
-                    index = await self.runtime.propose(payload(tag, seq, size))
-                except (NotLeader, CommitUnknown, ProposalDropped) as exc:
-                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                if not await one(seq):
                     return
-                latencies.append(time.perf_counter() - t0)
-                if stream:
-                    writer.write(json.dumps({"c": seq, "i": index}).encode() + b"\n")
+
+        async def paced() -> None:
+            # Open loop (the "p99 at 5,000/s" figure): proposals start on schedule whatever
+            # the latency, with at most ``outstanding`` in flight.
+            gate = asyncio.Semaphore(outstanding)
+            tasks: list[asyncio.Task[bool]] = []
+
+            async def run(seq: int) -> bool:
+                async with gate:
+                    return await one(seq)
+
+            t0 = time.perf_counter()
+            for seq in range(count):
+                delay = t0 + seq / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(run(seq)))
+            await asyncio.gather(*tasks)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(outstanding)))
+        if rate > 0:
+            await paced()
+        else:
+            await asyncio.gather(*(worker() for _ in range(outstanding)))
         elapsed = time.perf_counter() - started
         latencies.sort()
 

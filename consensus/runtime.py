@@ -10,7 +10,9 @@ shape.  Inputs reach the core as they arrive, on the event loop: ticks from an i
    a disk thread so that the loop keeps taking messages and proposals meanwhile (they batch into
    the next ``Ready``: many entries per fsync and per AppendEntries);
 2. **send** the messages, only once step 1 has returned (Raft §5.2 / Figure 2: term, vote and
-   log are on stable storage before any message that depends on them leaves);
+   log are on stable storage before any message that depends on them leaves).  One exception,
+   the leader's own appends, which do not depend on its copy being durable (Raft thesis
+   §10.2.1): see :meth:`Runtime._handle_ready`;
 3. **apply**: resolve the proposals that are now committed and queue the committed entries for
    the ``apply`` callback, which runs on its own thread (DESIGN §3: validity checks run off the
    Raft loop so signature checks never stall heartbeats);
@@ -339,6 +341,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._in_ready = False
+        hs, _ = store.initial_state()
+        self._durable_term_vote = (hs.term, hs.vote)
         self._failed: BaseException | None = None
         self.applied_index = core.log.applied
         self.leader = core.lead
@@ -489,15 +493,32 @@ class Runtime:
             raise RuntimeError(
                 f"snapshot to {rd.snapshot.index} received but no snapshot transfer is wired"
             )
+        messages = coalesce(rd.messages, self.core.cfg.max_size_per_msg)
+        hs = rd.hard_state
+        if (
+            self.role == Role.LEADER
+            and (hs is None or (hs.term, hs.vote) == self._durable_term_vote)
+            and (rd.entries or hs is not None)
+        ):
+            # The one exception to persist-then-send (Raft thesis §10.2.1; etcd's Ready doc:
+            # "messages may be sent while entries from the same batch are being persisted"):
+            # a leader whose term and vote are already durable may replicate its new entries
+            # while it writes them, because it counts its own copy towards a quorum only after
+            # the write (RaftCore.advance).  Anything else waits for the fsync.
+            early = [m for m in messages if m.type in (MsgType.APP, MsgType.HEARTBEAT)]
+            messages = [m for m in messages if m.type not in (MsgType.APP, MsgType.HEARTBEAT)]
+            for m in early:
+                self._send(m.to, encode_message(m))
         # 1. persist (Raft §5.2 / Figure 2): everything below depends on it.
-        if rd.hard_state is not None or rd.entries:
+        if hs is not None or rd.entries:
             self.counters["saves"] += 1
             await loop.run_in_executor(
-                self._disk,
-                lambda: self.store.save(rd.hard_state, rd.entries, sync=rd.must_sync),
+                self._disk, lambda: self.store.save(hs, rd.entries, sync=rd.must_sync)
             )
+            if hs is not None:
+                self._durable_term_vote = (hs.term, hs.vote)
         # 2. send, only now.
-        for m in coalesce(rd.messages, self.core.cfg.max_size_per_msg):
+        for m in messages:
             self._send(m.to, encode_message(m))
         # 3. resolve commits and hand entries to the application.
         if rd.committed_entries:
