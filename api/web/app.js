@@ -168,6 +168,7 @@ function hashLine(view) {
 function renderRecorded(view) {
   const parts = [outcomeHeader("recorded", "✓"), el("p", { class: "lead", text: t("recorded.lead") }),
     hashLine(view)];
+  if (view.failedCount) parts.push(el("p", { class: "note" }, t("partial", { n: view.failedCount })));
   for (const m of view.verified) {
     const f = m.result.facts;
     const rows = [
@@ -325,7 +326,7 @@ async function lookup(hash, file = null) {
     return show({ ...base, kind: "error", message: "error.insecure", downloads: unchecked,
       extra: globalThis.isSecureContext ? "noed25519.body" : "insecure.body" });
   }
-  if (verified.length) return show({ ...base, kind: "recorded", verified });
+  if (verified.length) return show({ ...base, kind: "recorded", verified, failedCount: failed.length });
   if (failed.length) return show({ ...base, kind: "error", message: "error.unverified", failed });
   return show({ ...base, kind: "error", message: "error.nomatch" });
 }
@@ -370,8 +371,30 @@ function onHashSubmit(ev) {
 
 // ---- wiring --------------------------------------------------------------------------------
 
+const PIN_KEY = "courtledger.chain_id";
+let pinChange = null;
+
+/**
+ * Remember the chain id this browser saw here, and warn when it changes: trust on first use,
+ * on top of the reader's comparison with the paper notice.
+ */
+function checkPin() {
+  if (!anchors) return;
+  try {
+    const old = localStorage.getItem(PIN_KEY);
+    if (old && old !== anchors.chain_id) pinChange = { old, new: anchors.chain_id };
+    else localStorage.setItem(PIN_KEY, anchors.chain_id);
+  } catch (e) {
+    pinChange = null; // storage disabled: nothing to compare with
+  }
+}
+
 function applyLanguage() {
   applyStatic();
+  $("pin-changed").hidden = !pinChange;
+  if (pinChange) {
+    $("pin-body").textContent = t("pin.body", { old: groupHex(pinChange.old), new: groupHex(pinChange.new) });
+  }
   $("insecure-body").textContent = t(globalThis.isSecureContext ? "noed25519.body" : "insecure.body");
   renderAnchors();
   render();
@@ -404,10 +427,16 @@ async function main() {
   try { saved = localStorage.getItem("courtledger.lang"); } catch (e) { saved = null; }
   setLang(params.get("lang") || saved || "zh");
   anchors = loadAnchors();
+  checkPin();
   applyLanguage();
   $("lang").addEventListener("click", () => {
     setLang(lang() === "zh" ? "en" : "zh");
     try { localStorage.setItem("courtledger.lang", lang()); } catch (e) { /* private mode */ }
+    applyLanguage();
+  });
+  $("pin-accept").addEventListener("click", () => {
+    try { localStorage.setItem(PIN_KEY, anchors.chain_id); } catch (e) { /* storage disabled */ }
+    pinChange = null;
     applyLanguage();
   });
   wireDrop();

@@ -5,7 +5,7 @@
 // Both hashes share the Merkle–Damgård frame: 64-byte blocks, a 0x80 pad byte and the message
 // length in bits as a 64-bit big-endian integer (FIPS 180-4 §5.1.1; GB/T 32905 §5.2).
 
-const K256 = new Uint32Array([
+const K256 = new Int32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
   0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
   0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -25,6 +25,7 @@ const IVSM3 = [
 const rotl = (x, n) => (x << n) | (x >>> (32 - n));
 const rotr = (x, n) => (x >>> n) | (x << (32 - n));
 
+// (K256 is an Int32Array on purpose: signed 32-bit values keep V8 on its small-integer path.)
 // FIPS 180-4 §6.2.2: one SHA-256 compression of the 64-byte block at data[off..off+64).
 function compress256(state, w, data, off) {
   for (let i = 0; i < 16; i++, off += 4) {

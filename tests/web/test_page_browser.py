@@ -312,3 +312,41 @@ def test_plain_http_outside_localhost_says_why(playwright: Any, served: Any,
             "() => document.querySelector('[data-outcome=notfound]') !== null")
     finally:
         b.close()
+
+
+def test_a_changed_chain_id_is_flagged(page: Any, served: Any, artifacts: Path) -> None:
+    page.goto(served.url + "/")
+    assert page.is_hidden("#pin-changed")
+    assert page.evaluate("() => localStorage.getItem('courtledger.chain_id')") == \
+        served.chain.chain_id.hex()
+    # As if this browser had seen another chain at this address before.
+    page.evaluate("() => localStorage.setItem('courtledger.chain_id', 'ab'.repeat(32))")
+    page.reload()
+    page.wait_for_selector("#pin-changed", state="visible")
+    assert "abababab" in page.inner_text("#pin-changed")
+    page.screenshot(path=str(artifacts / "chain-id-changed-zh.png"), full_page=True)
+    page.click("#pin-accept")
+    assert page.is_hidden("#pin-changed")
+    page.reload()
+    assert page.is_hidden("#pin-changed")
+
+
+@pytest.mark.slow  # hashes 256 MiB in page JavaScript: 3–10 s on this 2-core machine
+def test_large_file_hashed_in_chunks_through_the_page(page: Any, served: Any,
+                                                     tmp_path: Path) -> None:
+    """Over 256 MiB the page hashes File.slice chunks with its own SHA-256 (bounded memory)."""
+    big = tmp_path / "site-video.mp4"
+    size = 256 * 1024 * 1024 + 12_345
+    with open(big, "wb") as f:
+        f.truncate(size)  # sparse zeros: instant to make, a real 256 MiB file to the browser
+    want = hashlib.sha256()
+    block = bytes(1 << 20)
+    for _ in range(size >> 20):
+        want.update(block)
+    want.update(bytes(size & ((1 << 20) - 1)))
+    page.goto(served.url + "/")
+    page.set_input_files("#file", str(big))
+    page.wait_for_selector("#progress:not([hidden])")
+    assert outcome(page) == "notfound"
+    assert page.inner_text("[data-testid=hash]") == want.hexdigest()
+    assert "256" in page.inner_text("[data-testid=file-name]")
