@@ -147,7 +147,7 @@ function checkList(checks) {
   el("span", {},
     el("span", { class: "visually-hidden" }, `${t(c.ok ? "check.passed" : "check.failed")}: `),
     t(c.id === "consortium" && c.ok && c.detail === "0" ? "check.consortium.none" : `check.${c.id}`),
-    !c.ok && c.detail ? el("span", { class: "detail" }, ` — ${c.detail}`) : null))));
+    !c.ok && c.detail ? el("span", { class: "detail", lang: "en" }, ` — ${c.detail}`) : null))));
 }
 
 function outcomeHeader(kind, icon) {
