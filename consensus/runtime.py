@@ -34,13 +34,23 @@ import collections
 import concurrent.futures
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .core import NotLeader, ProposalDropped, RaftCore
 from .framing import FrameError
 from .storage import Storage
-from .types import ConfChange, Entry, HardState, MalformedMessage, Message, MsgType, Ready, Role
+from .types import (
+    ConfChange,
+    Entry,
+    HardState,
+    MalformedMessage,
+    Message,
+    MsgType,
+    Ready,
+    Role,
+    SnapshotMeta,
+)
 
 __all__ = [
     "Clock",
@@ -136,6 +146,10 @@ class WriteStore(Storage, Protocol):
 
     def compact(self, index: int, conf: Any) -> None:
         """Drop entries up to ``index``."""
+        ...
+
+    def apply_snapshot(self, meta: SnapshotMeta) -> None:
+        """Replace the whole log by ``meta``."""
         ...
 
 
@@ -311,11 +325,16 @@ class Runtime:
         compact_threshold: int | None = None,
         compact_retain: int = 1000,
         on_leader_change: Callable[[str, int], None] | None = None,
+        install_snapshot: Callable[[SnapshotMeta], Awaitable[None]] | None = None,
     ) -> None:
         """``send(peer, message_dict)`` hands a message to the transport; ``apply(entries)`` is
         called with committed entries in index order, one batch at a time, on a worker thread
         when ``apply_in_executor``.  ``compact_threshold``: once that many applied entries are
-        stored, compact up to the applied index minus ``compact_retain`` (None: never)."""
+        stored, compact up to the applied index minus ``compact_retain`` (None: never).
+        ``install_snapshot(meta)`` is awaited when the leader has compacted entries this node
+        lacks: it must bring the application's own data up to ``meta.index`` (the node's
+        verified block transfer, DESIGN §3) before the log records the snapshot; without it
+        such a Ready stops the runtime."""
         self.core = core
         self.store = store
         self._send = send
@@ -328,6 +347,9 @@ class Runtime:
         self._compact_threshold = compact_threshold
         self._compact_retain = compact_retain
         self._on_leader_change = on_leader_change
+        self._install_snapshot = install_snapshot
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._read_seq = 0
         self._disk = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-disk")
         self._applier = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-apply")
         self._pending: dict[int, tuple[int, asyncio.Future[int]]] = {}
@@ -434,6 +456,22 @@ class Runtime:
             len(self._pending) < self._max_pending and self._apply_backlog < self._max_apply_backlog
         )
 
+    async def read_index(self) -> int:
+        """A linearizable read point (Raft thesis §6.4): returns an index once this node has
+        confirmed it still leads and the application has applied up to that index; reads
+        served after it see every write committed before the call.  Raises
+        :class:`NotLeader` at once on a follower, :class:`CommitUnknown` if leadership is
+        lost first."""
+        self._read_seq += 1
+        ctx = self._read_seq.to_bytes(8, "big")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.core.read_index(ctx)  # raises NotLeader
+        self._reads[ctx] = fut
+        self._wake.set()
+        index = await fut
+        await self.wait_applied(index)
+        return index
+
     async def wait_applied(self, index: int) -> None:
         """Wait until the application has applied ``index``."""
         while self.applied_index < index:
@@ -488,11 +526,16 @@ class Runtime:
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.leader, rd.soft_state.role)
         if rd.snapshot is not None:
-            # The application must hold the data up to the snapshot before the log says so;
-            # the node replaces this by its verified block transfer (DESIGN §3).
-            raise RuntimeError(
-                f"snapshot to {rd.snapshot.index} received but no snapshot transfer is wired"
-            )
+            # Ready step 1: the application holds the data up to the snapshot before the log
+            # says so, or a crash in between would leave a log that skips entries.
+            meta = rd.snapshot
+            if self._install_snapshot is None:
+                raise RuntimeError(f"snapshot to {meta.index} received but no install hook")
+            await self._install_snapshot(meta)
+            await loop.run_in_executor(self._disk, lambda: self.store.apply_snapshot(meta))
+            self.applied_index = max(self.applied_index, meta.index)
+            self._applied_event.set()
+            self.counters["snapshots"] += 1
         messages = coalesce(rd.messages, self.core.cfg.max_size_per_msg)
         hs = rd.hard_state
         if (
@@ -523,6 +566,10 @@ class Runtime:
         # 3. resolve commits and hand entries to the application.
         if rd.committed_entries:
             self._committed(rd.committed_entries)
+        for rs in rd.read_states:
+            fut = self._reads.pop(rs.context, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
 
     def _soft_state_changed(self, leader: str, role: str) -> None:
         was_leader = self.role == Role.LEADER
@@ -560,6 +607,10 @@ class Runtime:
         for _, fut in pending.values():
             if not fut.done():
                 fut.set_exception(exc)
+        reads, self._reads = self._reads, {}
+        for read in reads.values():
+            if not read.done():
+                read.set_exception(exc)
         self._room.set()
 
     async def _apply_loop(self) -> None:

@@ -21,7 +21,7 @@ from consensus.core import Config, RaftCore
 from consensus.framing import FrameError
 from consensus.logstore import LogStore
 from consensus.runtime import CommitUnknown, MockClock, NotLeader, Runtime
-from consensus.types import Entry, HardState, MalformedMessage, Message, Role
+from consensus.types import Entry, HardState, MalformedMessage, Message, Role, SnapshotMeta
 
 IDS = ["a", "b", "c"]
 
@@ -87,8 +87,19 @@ class Cluster:
                 self.violations.append(f"{node} sent term {m['term']} before persisting it")
             raw_send(to, m)
 
+        async def install_snapshot(meta: SnapshotMeta) -> None:
+            # Stands for the node's verified block transfer: take the leader's applied data.
+            source = next(n for n, rt in self.net.nodes.items() if rt.core.role == Role.LEADER)
+            self.applied[node][:] = [e for e in self.applied[source] if e.index <= meta.index]
+
         rt = Runtime(
-            core, store, send, apply or self.applied[node].extend, clock=self.clock, **self.kw
+            core,
+            store,
+            send,
+            apply or (lambda ents: self.applied[node].extend(ents)),
+            clock=self.clock,
+            install_snapshot=install_snapshot,
+            **self.kw,
         )
         self.net.nodes[node] = rt
         return rt
@@ -368,3 +379,39 @@ def test_fast_encoder_agrees_with_to_dict(
     m = Message(kind, "a", "b", term=n, index=n, entries=entries, context=ctx, snapshot=snap)
     assert encode_message(m) == m.to_dict()
     assert decode_message(encode_message(m)) == m
+
+
+def test_read_index_on_the_leader_and_not_on_a_follower(tmp_path: Path) -> None:
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        written = await _settle(c, leader.propose(b"w"))
+        # Raft thesis §6.4: the read point covers every write acknowledged before the read.
+        assert await _settle(c, leader.read_index()) >= written
+        follower = next(rt for rt in c.net.nodes.values() if rt is not leader)
+        with pytest.raises(NotLeader):
+            await follower.read_index()
+
+    run(tmp_path, body)
+
+
+def test_far_behind_follower_catches_up_through_the_snapshot_hook(tmp_path: Path) -> None:
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        lagging = next(n for n in IDS if n != leader.core.id)
+        c.net.cut.add(lagging)
+        last = 0
+        for i in range(60):
+            last = await _settle(c, leader.propose(b"s%d" % i))
+        await _settle(c, leader.wait_applied(last))
+        await c.advance(0.2)
+        assert leader.counters["compactions"] >= 1
+        assert c.stores[leader.core.id].first_index() > 2  # the entries the lagger needs are gone
+        c.net.cut.clear()
+        last = await _settle(c, leader.propose(b"healed"))
+        rt = c.net.nodes[lagging]
+        await _settle(c, rt.wait_applied(last))
+        assert rt.counters["snapshots"] == 1
+        got = [e.data for e in c.applied[lagging] if e.type == "normal"]
+        assert got == [b"s%d" % i for i in range(60)] + [b"healed"]
+
+    run(tmp_path, body, compact_threshold=20, compact_retain=0)
