@@ -39,17 +39,23 @@ class CaseView:
         self.court = court
         self.events = events
         self.evidence = evidence or {}
-        self._by_type: dict[str, list[Event]] = {}
+        self._by_type: dict[Any, list[Event]] = {}
         for e in events:
             self._by_type.setdefault(e.type, []).append(e)
+        self._ruling: list[Event | None] = []
 
     def of(self, *types: str, before: int | None = None) -> list[Event]:
         """Events of the given types in business-time order, optionally only before ``before``."""
         if len(types) == 1:
             out = self._by_type.get(types[0], [])
         else:
-            out = sorted((e for t in types for e in self._by_type.get(t, [])),
-                         key=lambda e: (e.occurred_at, e.seq))
+            # Merged lists are memoised: rules ask for the same groups many times per case.
+            merged = self._by_type.get(types)
+            if merged is None:
+                merged = sorted((e for t in types for e in self._by_type.get(t, [])),
+                                key=lambda e: (e.occurred_at, e.seq))
+                self._by_type[types] = merged
+            out = merged
         if before is not None:
             out = [e for e in out if e.occurred_at < before]
         return out
@@ -70,7 +76,9 @@ class CaseView:
     @property
     def ruling(self) -> Event | None:
         """终本裁定作出: the first ``ZB_RULING_ISSUED``."""
-        return self.first("ZB_RULING_ISSUED")
+        if not self._ruling:
+            self._ruling.append(self.first("ZB_RULING_ISSUED"))
+        return self._ruling[0]
 
     def debtors(self) -> list[Mapping[str, Any]]:
         """``CASE_FILED.debtors`` (maps with ``party`` and ``kind``)."""
