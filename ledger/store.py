@@ -30,6 +30,8 @@ Keys (one prefix byte, big-endian integers so LevelDB's order is numeric order):
     S <sha256:32> <leaf:8>     -> entry id      (document/evidence content digest)
     C <len:2> <case> <leaf:8>  -> entry id      (案号 → entries in log order)
     R <leaf:8>                 -> <height:8>    (membership entries, for receipts)
+    G <leaf:8>                 -> <height:8>    (identity and membership entries: every
+                                                 entry that changes the consortium state)
     K <height:8>               -> canonical {checkpoint, signatures}
 
 The store does not judge validity: the node checks a block with ``ledger.blocks.check_block``
@@ -270,6 +272,11 @@ class LedgerStore:
         p = Path(path)
         if not create and not (p / "CURRENT").exists():
             raise StoreError(f"no ledger store at {p} (create it with create=True)")
+        if create:
+            try:
+                p.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the ledger store at {p}: {exc}") from exc
         try:
             db = plyvel.DB(
                 str(p),
@@ -551,8 +558,17 @@ class LedgerStore:
         ``raft_index`` below the last one.
         """
         with self._lock:
-            header = block["header"]
-            entries: Sequence[Mapping[str, Any]] = block["entries"]
+            header, entries = block.get("header"), block.get("entries")
+            if (
+                not isinstance(header, Mapping)
+                or not isinstance(entries, list | tuple)
+                or not isinstance(block.get("sig"), bytes)
+                or not all(
+                    isinstance(e, Mapping) and isinstance(e.get("payload"), Mapping)
+                    for e in entries
+                )
+            ):
+                raise StoreError("not a block {header, sig, entries: [{payload, sig}]}")
             height = self._head_height + 1
             if header.get("height") != height:
                 raise StoreError(
@@ -644,6 +660,9 @@ class LedgerStore:
             if payload.get("kind") == "membership":
                 rkey = b"R" + lb
                 batch.put(rkey, _seal(rkey, hb))
+            if payload.get("kind") in ("identity", "membership"):
+                gkey = b"G" + lb
+                batch.put(gkey, _seal(gkey, hb))
 
     # ------------------------------------------------------------------ entries and indexes
 
@@ -720,15 +739,16 @@ class LedgerStore:
         with self._lock:
             return self._index_scan(_case_key(case), "case index")
 
-    def membership_entries(self, below_height: int | None = None) -> list[tuple[int, int]]:
-        """``(height, leaf_index)`` of every ``membership`` entry, in order, below a height."""
+    def _leaf_heights(
+        self, prefix: bytes, what: str, below_height: int | None
+    ) -> list[tuple[int, int]]:
         with self._lock:
             out: list[tuple[int, int]] = []
             try:
-                with self._db.iterator(prefix=b"R") as it:
+                with self._db.iterator(prefix=prefix) as it:
                     for key, raw in it:
                         leaf = _U64.unpack(key[1:])[0]
-                        value = _unseal(key, raw, "membership index", None)
+                        value = _unseal(key, raw, what, None)
                         height = _U64.unpack(value)[0]
                         if below_height is not None and height >= below_height:
                             break
@@ -736,6 +756,18 @@ class LedgerStore:
             except plyvel.Error as exc:
                 raise StoreError(f"cannot read the ledger store: {exc}") from exc
             return out
+
+    def membership_entries(self, below_height: int | None = None) -> list[tuple[int, int]]:
+        """``(height, leaf_index)`` of every ``membership`` entry, in order, below a height."""
+        return self._leaf_heights(b"R", "membership index", below_height)
+
+    def state_change_entries(self, below_height: int | None = None) -> list[tuple[int, int]]:
+        """``(height, leaf_index)`` of every ``identity`` and ``membership`` entry, in order.
+
+        These are the only entries that change the consortium state, so a node rebuilds its
+        ``ConsortiumState`` at the head from them (O(changes)) instead of replaying every block.
+        """
+        return self._leaf_heights(b"G", "state change index", below_height)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -203,6 +203,8 @@ def test_receipt_past_membership_changes_needs_its_consortium_proofs(
     # Only the new voters sign: under the genesis voters that is 2 of 3 minus node-d = 1.
     h4 = node.block(docs, cosigners=["node-c", "node-d"])
     assert (h1, h2, h3, h4) == (1, 2, 3, 4)
+    assert node.store.state_change_entries() == [(1, 0), (2, 1), (3, 2)]
+    assert node.store.membership_entries(below_height=3) == [(1, 0), (2, 1)]
     eid = entry_id(world.alg, docs[0]["payload"])
     receipt = _roundtrip(node.store.receipt(eid))
     assert len(receipt["consortium"]) == 3

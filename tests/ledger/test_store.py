@@ -193,6 +193,14 @@ def test_refuses_blocks_that_do_not_extend_the_head(
         store.append_block(short, raft_index=2)
     with pytest.raises(StoreError, match="Raft index"):
         store.append_block(b2, raft_index=0)
+    for malformed in (
+        {},
+        {**b2, "entries": "x"},
+        {**b2, "entries": [{"sig": b""}]},
+        {**b2, "sig": None},
+    ):
+        with pytest.raises(StoreError, match="not a block"):
+            store.append_block(malformed, raft_index=2)
     # None of the refusals changed anything: the right block still applies.
     assert store.head()[0] == 1 and store.log.size == 2
     store.append_block(b2, raft_index=2)
