@@ -74,7 +74,8 @@ def _refs(body: Mapping[str, Any]) -> tuple[bytes, ...]:
 class CaseState:
     """Every entry of one case, and the corrected view the rules read."""
 
-    __slots__ = ("case", "court", "raw", "order", "meta", "_view", "evidence", "version")
+    __slots__ = ("case", "court", "raw", "order", "meta", "_view", "_plain", "evidence",
+                 "version")
 
     def __init__(self, case: str) -> None:
         self.case = case
@@ -84,6 +85,7 @@ class CaseState:
         self.meta: list[RawEvent] = []  # corrections and voids, in ingest order
         self.evidence: dict[bytes, Record] = {}  # evidence entries filed under this case
         self._view: list[Event] | None = None
+        self._plain: dict[bytes, Event | None] = {}
         self.version = 0
 
     def add(self, record: Record, seq: int) -> bool:
@@ -149,22 +151,35 @@ class CaseState:
             if eid in voids:
                 continue
             raw = self.raw[eid]
-            body = raw.body
-            cites: list[Cite] = [(eid, raw.record.height)]
-            for c in corrections.get(eid, ()):
-                body = c.body["fields"]["body"]
-                cites.append((c.record.entry_id, c.record.height))
-            occurred = body.get("occurred_at")
-            if not isinstance(occurred, int) or isinstance(body.get("fields"), Mapping) is False:
-                continue
-            events.append(Event(
-                type=str(body.get("type", "")), occurred_at=occurred,
-                fields=body.get("fields") or {}, evidence_refs=_refs(body), cites=tuple(cites),
-                recorded_at=raw.record.recorded_at, court=raw.court, seq=raw.seq,
-                actor=body.get("actor") or {},
-            ))
+            fixes = corrections.get(eid)
+            if not fixes:
+                # Uncorrected events are built once and reused by every later view.
+                ev = self._plain.get(eid)
+                if ev is None:
+                    ev = _event(raw, raw.body, ((eid, raw.record.height),))
+                    self._plain[eid] = ev
+            else:
+                body = raw.body
+                cites: list[Cite] = [(eid, raw.record.height)]
+                for c in fixes:
+                    body = c.body["fields"]["body"]
+                    cites.append((c.record.entry_id, c.record.height))
+                ev = _event(raw, body, tuple(cites))
+            if ev is not None:
+                events.append(ev)
         events.sort(key=lambda e: (e.occurred_at, e.seq))
         return events
+
+
+def _event(raw: RawEvent, body: Mapping[str, Any], cites: tuple[Cite, ...]) -> Event | None:
+    occurred = body.get("occurred_at")
+    fields = body.get("fields")
+    if not isinstance(occurred, int) or isinstance(occurred, bool) or not isinstance(
+            fields, Mapping):
+        return None  # not an event body the rules can read (admission refuses these)
+    return Event(type=str(body.get("type", "")), occurred_at=occurred, fields=fields,
+                 evidence_refs=_refs(body), cites=cites, recorded_at=raw.record.recorded_at,
+                 court=raw.court, seq=raw.seq, actor=body.get("actor") or {})
 
 
 def _hex_id(value: Any) -> bytes | None:

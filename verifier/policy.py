@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import Any
 
 from ledger.caseno import parse as parse_case_no
@@ -44,26 +45,30 @@ class CaseView:
             self._by_type.setdefault(e.type, []).append(e)
         self._ruling: list[Event | None] = []
 
+    def _list(self, types: tuple[str, ...]) -> list[Event]:
+        if len(types) == 1:
+            return self._by_type.get(types[0], [])
+        # Merged lists are memoised: rules ask for the same groups many times per case.
+        merged = self._by_type.get(types)
+        if merged is None:
+            merged = sorted((e for t in types for e in self._by_type.get(t, [])),
+                            key=lambda e: (e.occurred_at, e.seq))
+            self._by_type[types] = merged
+        return merged
+
     def of(self, *types: str, before: int | None = None) -> list[Event]:
         """Events of the given types in business-time order, optionally only before ``before``."""
-        if len(types) == 1:
-            out = self._by_type.get(types[0], [])
-        else:
-            # Merged lists are memoised: rules ask for the same groups many times per case.
-            merged = self._by_type.get(types)
-            if merged is None:
-                merged = sorted((e for t in types for e in self._by_type.get(t, [])),
-                                key=lambda e: (e.occurred_at, e.seq))
-                self._by_type[types] = merged
-            out = merged
-        if before is not None:
-            out = [e for e in out if e.occurred_at < before]
+        out = self._list(types)
+        if before is not None and out and out[-1].occurred_at >= before:
+            out = list(takewhile(lambda e: e.occurred_at < before, out))
         return out
 
     def first(self, *types: str, before: int | None = None,
               where: Callable[..., bool] | None = None) -> Event | None:
-        """The earliest matching event, or None."""
-        for e in self.of(*types, before=before):
+        """The earliest matching event (occurring before ``before``, if given), or None."""
+        for e in self._list(types):
+            if before is not None and e.occurred_at >= before:
+                return None  # lists are in business-time order
             if where is None or where(e):
                 return e
         return None

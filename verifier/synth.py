@@ -739,7 +739,7 @@ def generate(n_cases: int, *, seed: int = 1, now: int, defect_rate: float = 0.3,
     the defects in turn, so every rule is hit at least once when enough cases are asked for.
     """
     rng = random.Random(seed)
-    court_list = COURTS
+    court_list: tuple[tuple[str, str], ...] = COURTS
     if courts:
         known = dict(COURTS)
         court_list = tuple((c, known.get(c, "OF" + "".join(ch for ch in c if ch.isdigit())))
