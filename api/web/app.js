@@ -297,7 +297,12 @@ async function lookup(hash, file = null) {
   const verified = [];
   const failed = [];
   const unchecked = [];
+  let pending = 0;
   for (const match of (body.matches || []).slice(0, MAX_MATCHES)) {
+    if (match && match.receipt_url === null) {
+      pending += 1; // committed, but its checkpoint has no quorum of cosignatures yet
+      continue;
+    }
     const rurl = match && typeof match.receipt_url === "string" ? sameOrigin(match.receipt_url) : null;
     if (!rurl) continue;
     let r;
@@ -328,6 +333,7 @@ async function lookup(hash, file = null) {
   }
   if (verified.length) return show({ ...base, kind: "recorded", verified, failedCount: failed.length });
   if (failed.length) return show({ ...base, kind: "error", message: "error.unverified", failed });
+  if (pending) return show({ ...base, kind: "error", message: "error.pending" });
   return show({ ...base, kind: "error", message: "error.nomatch" });
 }
 

@@ -160,24 +160,30 @@ TAMPERS: dict[str, tuple[Callable[[Receipt], None], str]] = {
 }
 
 
-def _serve_tampered(page: Any, tamper: Callable[[Receipt], None]) -> None:
+def _serve_tampered(page: Any, tamper: Callable[[Receipt], None]) -> list[str]:
+    """Intercept receipt fetches and tamper with them; returns the URLs it tampered with."""
+    seen: list[str] = []
+
     def handle(route: Any) -> None:
+        seen.append(route.request.url)
         response = route.fetch()
         receipt = copy.deepcopy(response.json())
         tamper(receipt)
         route.fulfill(response=response, body=json.dumps(receipt),
                       headers={**response.headers, "content-type": "application/json"})
 
-    page.route("**/v1/receipts/**", handle)
+    page.route("**/v1/verify/receipts/**", handle)
+    return seen
 
 
 @pytest.mark.parametrize("name", list(TAMPERS))
 def test_tampered_receipt_is_never_recorded(page: Any, served: Any, artifacts: Path,
                                             name: str) -> None:
     tamper, failing_check = TAMPERS[name]
-    _serve_tampered(page, tamper)
+    seen = _serve_tampered(page, tamper)
     page.goto(served.url + "/?h=" + sha(served.info["early"]))
     assert outcome(page) == "error"
+    assert seen, "the receipt request was not intercepted"
     assert "已存证" not in page.inner_text("[data-testid=outcome]")
     assert "验证其证明时失败" in page.inner_text("[data-testid=error-message]")
     result = checks(page)
@@ -207,7 +213,7 @@ def test_membership_proofs_are_required_and_checked(page: Any, served: Any,
     assert outcome(page) == "error"
     assert checks(page)["signatures"] is False
 
-    page.unroute("**/v1/receipts/**")
+    page.unroute("**/v1/verify/receipts/**")
 
     def bad_proof(r: Receipt) -> None:
         p = r["consortium"][0]
@@ -254,6 +260,12 @@ def test_pasted_hash_by_keyboard_and_bad_input(page: Any, served: Any) -> None:
     page.focus("#lang")
     page.keyboard.press("Enter")
     assert page.inner_text("[data-testid=outcome]") == "已存证"
+
+
+def test_committed_but_not_yet_cosigned_is_an_error(page: Any, served: Any) -> None:
+    page.goto(served.url + "/?h=" + "c" * 64)
+    assert outcome(page) == "error"
+    assert "联署尚未完成" in page.inner_text("[data-testid=error-message]")
 
 
 def test_node_behind_is_an_error_not_a_not_found(page: Any, served: Any, artifacts: Path) -> None:

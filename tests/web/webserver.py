@@ -1,7 +1,8 @@
 """A real HTTP server for the page's browser tests: the page plus canned public-API answers.
 
 It mounts the page with :func:`api.web.mount_public_page` exactly as the public app does, and
-answers ``GET /v1/verify/{sha256}`` and ``GET /v1/receipts/{entry_id}`` from a
+answers ``GET /v1/verify/{sha256}`` and ``GET /v1/verify/receipts/{entry_id}`` (the node's
+paths) from a
 :class:`webchain.Chain` built with real keys. Run it by hand to look at the page::
 
     .venv/bin/python tests/web/webserver.py       # prints the address and demo hashes
@@ -24,6 +25,8 @@ from api.web import mount_public_page
 
 #: A hash the canned API answers with 503, as a node far behind the ledger does (DESIGN §5).
 BEHIND_HASH = "b" * 64
+#: A hash committed but not yet cosigned: a match without a receipt_url, as the node answers.
+PENDING_HASH = "c" * 64
 
 
 def build_app(chain: Chain, docs: dict[str, list[str]]) -> FastAPI:
@@ -34,6 +37,12 @@ def build_app(chain: Chain, docs: dict[str, list[str]]) -> FastAPI:
     async def verify(sha256: str) -> JSONResponse:
         if sha256 == BEHIND_HASH:
             return JSONResponse({"error": "behind", "detail": "node is catching up"}, 503)
+        if sha256 == PENDING_HASH:
+            match = {"entry_id": "d" * 64, "kind": "document", "court": "吉0102",
+                     "doc_type": "执行通知书", "anchored_at": GENESIS_TIME, "height": 9,
+                     "receipt_url": None}
+            return JSONResponse({"anchored": True, "as_of": {"tree_size": 1, "time": 0},
+                                 "matches": [match]})
         last = chain.blocks[-1] if chain.blocks else None
         as_of = {"tree_size": len(chain.leaves), "time": last.time if last else GENESIS_TIME}
         matches = []
@@ -43,11 +52,11 @@ def build_app(chain: Chain, docs: dict[str, list[str]]) -> FastAPI:
                 "entry_id": entry_id, "kind": "document", "court": "吉0102",
                 "doc_type": "执行通知书", "anchored_at": receipt["checkpoint"]["time"],
                 "height": receipt["checkpoint"]["height"],
-                "receipt_url": f"/v1/receipts/{entry_id}",
+                "receipt_url": f"/v1/verify/receipts/{entry_id}",
             })
         return JSONResponse({"anchored": bool(matches), "as_of": as_of, "matches": matches})
 
-    @app.get("/v1/receipts/{entry_id}")
+    @app.get("/v1/verify/receipts/{entry_id}")
     async def receipt(entry_id: str) -> JSONResponse:
         if entry_id not in chain.entry_index:
             return JSONResponse({"error": "not_found", "detail": "no such entry"}, 404)
