@@ -58,7 +58,7 @@ def measure_events(path: str) -> dict[str, float]:
     from verifier.engine import stream_inspect
     from verifier.records import read_jsonl
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     n_events = 0
     cases: set[str] = set()
     findings = 0
@@ -73,8 +73,8 @@ def measure_events(path: str) -> dict[str, float]:
         findings += 1
         cases.add(f.case)
     elapsed = time.perf_counter() - start
-    return {"seconds": elapsed, "events": n_events, "findings": findings,
-            "rss_mib": peak_rss_mib()}
+    return {"seconds": elapsed, "cpu": time.process_time() - cpu, "events": n_events,
+            "findings": findings, "rss_mib": peak_rss_mib()}
 
 
 def _genesis(first_time: int):  # type: ignore[no-untyped-def]
@@ -161,7 +161,7 @@ def measure_chain(path: str) -> dict[str, float]:
     from verifier.records import records_from_blocks
 
     store, genesis = open_store(Path(path))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     insp = Inspector(hash_alg=genesis.hash_alg)
     n_events = 0
 
@@ -173,7 +173,8 @@ def measure_chain(path: str) -> dict[str, float]:
 
     insp.ingest(counted(), now=NOW)
     elapsed = time.perf_counter() - start
-    return {"seconds": elapsed, "events": n_events, "cases": len(insp.cases),
+    return {"seconds": elapsed, "cpu": time.process_time() - cpu, "events": n_events,
+            "cases": len(insp.cases),
             "findings": len(insp.findings()), "rss_mib": peak_rss_mib()}
 
 
@@ -187,9 +188,9 @@ def measure_incremental(path: str) -> dict[str, float]:
     per_case: list[float] = []
     for block in store.iter_blocks():
         recs = list(records_from_blocks([block], hash_alg=genesis.hash_alg))
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         touched = insp.ingest(recs, now=block["header"]["time"])
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
         per_block.append(dt)
         if touched:
             per_case.append(dt / len(touched))
@@ -236,24 +237,26 @@ def main() -> None:
           f"({n_entries / n_cases:.1f}/case, {events.stat().st_size / 2**20:.0f} MiB) "
           f"in {gen:.1f} s")
     r = child(["--child", "events", str(events)])
-    print(f"events file, streaming: {r['seconds']:.1f} s, {n_cases / r['seconds']:.0f} cases/s, "
-          f"{r['events'] / r['seconds']:.0f} events/s, peak RSS {r['rss_mib']:.0f} MiB, "
+    print(f"events file, streaming: {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU; "
+          f"{n_cases / r['cpu']:.0f} cases/s and {r['events'] / r['cpu']:.0f} events/s of CPU "
+          f"({n_cases / r['seconds']:.0f} cases/s wall); peak RSS {r['rss_mib']:.0f} MiB; "
           f"{r['findings']:.0f} findings")
-    full = 1_000_000 / (n_cases / r["seconds"])
-    print(f"  → 1,000,000 cases extrapolate to {full / 60:.1f} min (target < 10 min)")
+    full = 1_000_000 / (n_cases / r["cpu"])
+    print(f"  → 1,000,000 cases extrapolate to {full / 60:.1f} min of one core "
+          f"(target < 10 min); RSS stays flat (one case in memory at a time)")
 
     chain = work / "chain"
     b = child(["--child", "build", str(chain), str(args.chain_cases)])
     print(f"chain: {b['cases']:.0f} cases, {b['entries']:.0f} entries in {b['blocks']:.0f} "
           f"blocks written in {b['seconds']:.1f} s")
     c = child(["--child", "chain", str(chain)])
-    print(f"chain inspection (LevelDB): {c['seconds']:.1f} s, "
-          f"{c['cases'] / c['seconds']:.0f} cases/s, {c['events'] / c['seconds']:.0f} events/s, "
+    print(f"chain inspection (LevelDB): {c['seconds']:.1f} s wall, {c['cpu']:.1f} s CPU, "
+          f"{c['cases'] / c['cpu']:.0f} cases/s, {c['events'] / c['cpu']:.0f} events/s of CPU, "
           f"peak RSS {c['rss_mib']:.0f} MiB, {c['findings']:.0f} findings")
     i = child(["--child", "incremental", str(chain)])
-    print(f"incremental over {i['blocks']:.0f} blocks of ≤{BLOCK_ENTRIES} entries: per block "
-          f"p50 {i['block_p50_ms']:.1f} ms, p99 {i['block_p99_ms']:.1f} ms; per touched case "
-          f"p50 {i['case_p50_ms']:.2f} ms, p99 {i['case_p99_ms']:.2f} ms "
+    print(f"incremental (CPU time) over {i['blocks']:.0f} blocks of ≤{BLOCK_ENTRIES} entries: "
+          f"per block p50 {i['block_p50_ms']:.1f} ms, p99 {i['block_p99_ms']:.1f} ms; "
+          f"per touched case p50 {i['case_p50_ms']:.2f} ms, p99 {i['case_p99_ms']:.2f} ms "
           f"(mean {i['mean_case_ms']:.2f} ms; target < 1 ms); advancing 30 days re-evaluated "
           f"{i['advance_30d_cases']:.0f} cases in {i['advance_30d_ms']:.0f} ms; "
           f"peak RSS {i['rss_mib']:.0f} MiB")
