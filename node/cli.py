@@ -105,6 +105,15 @@ try:  # the verifier's inspector, when that package provides it
 except ImportError:  # pragma: no cover - verifier not installed yet
     pass
 
+try:  # the auditor's commands (issue 9: audit chain|receipt|consistency|case, export)
+    import node.audit as _audit  # noqa: E402
+
+    main.add_command(_audit.audit_group, "audit")
+    if hasattr(_audit, "export_command"):
+        main.add_command(_audit.export_command, "export")
+except ImportError:  # pragma: no cover - not written yet
+    pass
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -166,12 +166,13 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
         envs = sign_items(items, cluster.genesis, out / "keys")
         t0 = time.monotonic()
         first = cluster.ids[0]
-        results = submit_all(cluster.internal(first), envs)
+        results = submit_all(cluster.internal(first), envs, chunk=200)
         # One last entry with wait=receipt: everything before it is then cosigned too.
         last = submit_all(cluster.internal(first), envs[:1], wait="receipt")
         dt = time.monotonic() - t0
         heights = {r.get("height") for r in results}
-        click.echo(f"▶ loaded {len(results)} entries ({cases} enforcement cases) in {dt:.1f} s, "
+        n_cases = len({i.get("case") for i in items if i.get("case")})
+        click.echo(f"▶ loaded {len(results)} entries ({n_cases} enforcement cases) in {dt:.1f} s, "
                    f"{len(heights)} blocks; cosigned receipt: "
                    f"{'yes' if last and last[0].get('receipt') else 'pending'}")
         docs = sorted((out / "documents").glob("*.txt"))
@@ -191,6 +192,9 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
         click.echo("  Cluster status:  curl " + intr + "/v1/cluster")
         click.echo("  An auditor's check of the whole chain:")
         click.echo(f"      courtledger audit chain --node {intr} --token {token} "
+                   f"--consortium {out / 'genesis.toml'}")
+        click.echo("  The closed-case inspection (终本智能巡查) over the chain:")
+        click.echo(f"      courtledger inspect --node {intr} --token {token} "
                    f"--consortium {out / 'genesis.toml'}")
         click.echo(f"  Submit a document yourself:  courtledger submit document --node {intr} "
                    f"--genesis {out / 'genesis.toml'} "

@@ -37,7 +37,7 @@ def party_hash(id_type: str, normalised_id: str) -> str:
 
 
 def generate(courts: list[str], cases: int, seed: int = 1, docs_dir: Path | None = None,
-             now_ms: int | None = None) -> list[dict[str, Any]]:
+             now_ms: int | None = None, first_seq: int = 1000) -> list[dict[str, Any]]:
     """Unsigned items for ``cases`` enforcement cases spread over ``courts`` (法院代字).
 
     With ``docs_dir`` the anchored documents are written there as files.
@@ -49,7 +49,7 @@ def generate(courts: list[str], cases: int, seed: int = 1, docs_dir: Path | None
     for n in range(cases):
         court = courts[n % len(courts)]
         year = 2025
-        case = f"（{year}）{court}执{1000 + n}号"
+        case = f"（{year}）{court}执{first_seq + n}号"
         filed = now - rng.randint(120, 300) * DAY_MS
         debtor = party_hash("rid", f"22010{rng.randint(1000000000000, 9999999999999)}")
         applicant = party_hash("uscc", f"91220101MA{rng.randint(10000000, 99999999)}")
@@ -132,14 +132,17 @@ def generate(courts: list[str], cases: int, seed: int = 1, docs_dir: Path | None
 
 def load_items(courts: list[str], cases: int, seed: int = 1,
                docs_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The verifier's synthetic workload when available, else :func:`generate`."""
+    """The verifier's synthetic workload (``verifier.synth.demo_items``) when available, plus a
+    few cases of :func:`generate` whose documents are written to ``docs_dir`` so that a user
+    has real files to verify; without the verifier, :func:`generate` alone."""
     try:
-        from verifier import synth  # type: ignore[attr-defined]
+        from verifier import synth
     except ImportError:
-        synth = None
-    if synth is not None and hasattr(synth, "demo_items"):
-        return list(synth.demo_items(courts=courts, cases=cases, seed=seed))
-    return generate(courts, cases, seed, docs_dir)
+        synth = None  # type: ignore[assignment]
+    if synth is None or not hasattr(synth, "demo_items"):
+        return generate(courts, cases, seed, docs_dir)
+    items = list(synth.demo_items(courts=courts, cases=cases, seed=seed))
+    return items + generate(courts, min(cases, 6), seed, docs_dir, first_seq=9000)
 
 
 def sign_items(items: list[dict[str, Any]], genesis: Genesis,
