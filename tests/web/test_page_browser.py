@@ -6,7 +6,6 @@ The page is served with canned public-API answers built from a really signed cha
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import json
@@ -16,12 +15,9 @@ from typing import Any
 
 import pytest
 from conftest import launch
-
-from ledger.encoding import canonical, decode
+from tampers import TAMPERS, Receipt, flip_hex, flip_sigs
 
 pytestmark = pytest.mark.browser
-
-Receipt = dict[str, Any]
 
 
 def outcome(page: Any) -> str:
@@ -103,63 +99,6 @@ def test_unknown_file_not_found_with_honest_note(page: Any, served: Any, artifac
     page.screenshot(path=str(artifacts / "notfound-desktop-en.png"), full_page=True)
 
 
-def _flip_hex(s: str, i: int = 0) -> str:
-    b = bytearray(bytes.fromhex(s))
-    b[i] ^= 0x01
-    return bytes(b).hex()
-
-
-def _flip_entry(r: Receipt) -> None:
-    b = bytearray(base64.b64decode(r["entry"]))
-    b[len(b) // 2] ^= 0x01
-    r["entry"] = base64.b64encode(bytes(b)).decode()
-
-
-def _flip_entry_signature(r: Receipt) -> None:
-    """A flipped bit in the envelope's own signature, re-encoded canonically (same entry_id)."""
-    env = decode(base64.b64decode(r["entry"]))
-    sig = bytearray(env["sig"])
-    sig[5] ^= 0x01
-    env["sig"] = bytes(sig)
-    r["entry"] = base64.b64encode(canonical(env)).decode()
-
-
-def _flip_sigs(n: int) -> Callable[[Receipt], None]:
-    def tamper(r: Receipt) -> None:
-        for s in r["signatures"][:n]:
-            s["sig"] = _flip_hex(s["sig"], 10)
-    return tamper
-
-
-def _checkpoint(key: str, change: Callable[[Any], Any]) -> Callable[[Receipt], None]:
-    def tamper(r: Receipt) -> None:
-        r["checkpoint"][key] = change(r["checkpoint"][key])
-    return tamper
-
-
-def _receipt(key: str, change: Callable[[Any], Any]) -> Callable[[Receipt], None]:
-    def tamper(r: Receipt) -> None:
-        r[key] = change(r[key])
-    return tamper
-
-
-#: name → (how the receipt is tampered with, the check that must fail).
-TAMPERS: dict[str, tuple[Callable[[Receipt], None], str]] = {
-    "path": (_receipt("inclusion_path", lambda p: [_flip_hex(p[0]), *p[1:]]), "inclusion"),
-    "entry": (_flip_entry, "entry"),
-    "entry_signature": (_flip_entry_signature, "signer"),
-    "extra_field": (lambda r: r.__setitem__("anchored", True), "format"),
-    "signatures": (_flip_sigs(2), "signatures"),
-    "root": (_checkpoint("root", _flip_hex), "inclusion"),
-    "tree_size": (_checkpoint("tree_size", lambda n: n * 2), "inclusion"),
-    "time": (_checkpoint("time", lambda t: t - 86_400_000), "signatures"),
-    "chain": (_checkpoint("chain", _flip_hex), "chain"),
-    "hash_alg": (_receipt("hash_alg", lambda _: "sm3"), "format"),
-    "duplicate_signatures": (_receipt("signatures", lambda s: [s[0]] * 3), "signatures"),
-    "leaf_index": (_receipt("leaf_index", lambda i: i + 1), "inclusion"),
-}
-
-
 def _serve_tampered(page: Any, tamper: Callable[[Receipt], None]) -> list[str]:
     """Intercept receipt fetches and tamper with them; returns the URLs it tampered with."""
     seen: list[str] = []
@@ -194,7 +133,7 @@ def test_tampered_receipt_is_never_recorded(page: Any, served: Any, artifacts: P
 
 
 def test_one_bad_signature_still_counts_the_others(page: Any, served: Any) -> None:
-    _serve_tampered(page, _flip_sigs(1))
+    _serve_tampered(page, flip_sigs(1))
     page.goto(served.url + "/?h=" + sha(served.info["early"]))
     assert outcome(page) == "recorded"
     assert "由 3 家法院中的 2 家联署" in field(page, "cosigned")
@@ -217,7 +156,7 @@ def test_membership_proofs_are_required_and_checked(page: Any, served: Any,
 
     def bad_proof(r: Receipt) -> None:
         p = r["consortium"][0]
-        p["inclusion_path"] = [_flip_hex(p["inclusion_path"][0])] + p["inclusion_path"][1:] \
+        p["inclusion_path"] = [flip_hex(p["inclusion_path"][0])] + p["inclusion_path"][1:] \
             if p["inclusion_path"] else [r["checkpoint"]["root"]]
 
     _serve_tampered(page, bad_proof)

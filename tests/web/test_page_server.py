@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tampers import TAMPERS
 from webchain import Chain
+from webserver import demo_chain
 
 from api.web import CSP, consortium_document, mount_public_page, summarize_genesis
-from ledger.errors import GenesisError
+from ledger.errors import GenesisError, LedgerError
+from ledger.receipts import verify_receipt
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +121,21 @@ def test_summarize_genesis_reads_attributes(chain: Chain) -> None:
 def test_bad_summaries_are_refused(chain: Chain, change: dict[str, object], message: str) -> None:
     with pytest.raises(GenesisError, match=message):
         consortium_document({**chain.summary(), **change})
+
+
+@pytest.mark.parametrize("alg", ["sha256", "sm3"])
+def test_the_auditor_agrees_with_the_page_on_fixtures_and_tampers(alg: str) -> None:
+    """ledger.receipts (what `courtledger audit receipt` runs) accepts every receipt the page's
+    tests accept, and refuses every tamper the page must refuse."""
+    chain, info = demo_chain(alg)
+    for key in ("early_id", "late_id"):
+        facts = verify_receipt(chain.receipt(info[key]), chain.genesis)
+        assert facts.kind == "document"
+    late = verify_receipt(chain.receipt(info["late_id"]), chain.genesis)
+    assert "n-jl0203" in late.voters and len(late.cosigners) == 3
+    for name, (tamper, _check) in TAMPERS.items():
+        receipt = copy.deepcopy(chain.receipt(info["early_id"]))
+        tamper(receipt)
+        with pytest.raises(LedgerError):
+            verify_receipt(receipt, chain.genesis)
+            pytest.fail(f"the auditor accepted the {name!r} tamper")

@@ -24,6 +24,7 @@ from ledger.crypto import (
     sign_object,
 )
 from ledger.encoding import canonical, decode
+from ledger.genesis import IdentitySpec, NodeSpec, Params, make_genesis
 
 GENESIS_TIME = 1_764_547_200_000  # 2025-12-01 00:00:00 UTC
 
@@ -53,6 +54,18 @@ def inclusion_path(alg: str, m: int, leaves: list[bytes]) -> list[bytes]:
     if m < k:
         return inclusion_path(alg, m, leaves[:k]) + [mth(alg, leaves[k:])]
     return inclusion_path(alg, m - k, leaves[k:]) + [mth(alg, leaves[:k])]
+
+
+def _pem(node_id: str) -> str:
+    """A stand-in certificate, unique per node (the page never looks inside it)."""
+    body = base64.b64encode(node_id.encode()).decode()
+    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+
+
+def _node_spec(node_id: str, court: str, public_key: bytes, role: str) -> NodeSpec:
+    return NodeSpec(id=node_id, court=court, public_key=public_key, tls_certificate=_pem(node_id),
+                    tls_fingerprint=hashlib.sha256(node_id.encode()).digest(), role=role,
+                    raft_addr="127.0.0.1:7000")
 
 
 @dataclass
@@ -107,34 +120,29 @@ class Chain:
             {"id": n.id, "court": n.court, "public_key": n.public_key, "role": n.role}
             for n in self.nodes.values()
         ]
-        # The consortium map and genesis header of DESIGN §2, trimmed to what the page needs;
-        # the chain id is its hash exactly as a real genesis would give it.
-        consortium = {
-            "chain_name": self.chain_name,
-            "hash_alg": self.hash_alg,
-            "genesis_time": GENESIS_TIME,
-            "params": {"sig_alg": "ed25519", "receipt_quorum": self.receipt_quorum},
-            "nodes": self.genesis_nodes,
-        }
-        header = {
-            "v": 1, "height": 0, "prev": bytes(32), "time": GENESIS_TIME, "first_index": 0,
-            "count": 0, "tree_size": 0, "root": H(self.hash_alg, b""), "proposer": "", "term": 0,
-            "consortium": hash_object(self.hash_alg, consortium),
-        }
-        self.chain_id = hash_object(self.hash_alg, header)
+        # A real genesis (ledger.genesis), so that the Python auditor (ledger.receipts) can
+        # verify every receipt made here: the page and the auditor are checked on the same data.
+        self.genesis = make_genesis(
+            chain_name=self.chain_name,
+            hash_alg=self.hash_alg,
+            genesis_time=GENESIS_TIME,
+            params=Params(receipt_quorum=self.receipt_quorum),
+            nodes=[_node_spec(n.id, n.court, n.public_key, "voter") for n in self.nodes.values()],
+            identities=[
+                IdentitySpec("jl0102-clerk", "吉0102", ("clerk",), self.clerk.public_key()),
+                IdentitySpec("jl-admin", "吉", ("admin",), self.admin.public_key()),
+            ],
+        )
+        self.chain_id = self.genesis.chain_id
         self.prev = self.chain_id
 
     # ---------------------------------------------------------------- what the page pins
 
     def summary(self) -> dict[str, Any]:
-        """The genesis summary ``mount_public_page`` takes."""
-        return {
-            "chain_id": self.chain_id,
-            "chain_name": self.chain_name,
-            "hash_alg": self.hash_alg,
-            "receipt_quorum": self.receipt_quorum,
-            "nodes": self.genesis_nodes,
-        }
+        """The genesis summary ``mount_public_page`` takes, made as the public app makes it."""
+        from api.web import summarize_genesis
+
+        return summarize_genesis(self.genesis)
 
     # ---------------------------------------------------------------- entries
 
@@ -161,12 +169,12 @@ class Chain:
         """A signed ``membership`` envelope with an admin approval (DESIGN §2)."""
         change = {
             "op": op, "id": node.id, "court": node.court, "public_key": node.public_key,
-            "tls_certificate": "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+            "tls_certificate": _pem(node.id),
             "tls_fingerprint": hashlib.sha256(node.id.encode()).digest(),
             "raft_addr": "127.0.0.1:7000",
         }
         approval = sign_object(self.admin, TAG_MEMBERSHIP, self.chain_id, change)
-        body = {**change, "approvals": [{"identity": "admin-jl", "sig": approval}]}
+        body = {**change, "approvals": [{"identity": "jl-admin", "sig": approval}]}
         payload = {
             "v": 1, "kind": "membership", "court": "吉", "time": time,
             "nonce": hashlib.sha256(f"{op}{node.id}{time}".encode()).digest()[:16],
