@@ -23,9 +23,6 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
-CASE = "（2025）吉01执5号"
-
-
 def _free_base_port() -> int:
     """A base port whose raft (+0..2), internal (+100..) and public (+200..) ports are free."""
     rng = random.Random()
@@ -67,13 +64,14 @@ def anchored(cluster: Any) -> dict[str, Any]:
     clerk = next(p for p in sorted((cluster.folder / "keys").glob("*-clerk*.key")))
     s = Ed25519Signer.from_file(clerk)
     court = next(i.court for i in cluster.genesis.identities if i.public_key == s.public_key())
-    content = f"{CASE} 执行通知书 {time.time()}".encode() * 20
-    body = {"doc_type": "执行通知书", "doc_no": CASE + "之一",
+    case = f"（2025）{court}执5号"
+    content = f"{case} 执行通知书 {time.time()}".encode() * 20
+    body = {"doc_type": "执行通知书", "doc_no": case + "之一",
             "sha256": hashlib.sha256(content).digest(), "size": len(content),
             "media_type": "application/pdf"}
     env = sign_entry(s, cluster.genesis.chain_id,
                      make_payload("document", court, s.public_key(), body,
-                                  int(time.time() * 1000), case=CASE))
+                                  int(time.time() * 1000), case=case))
     first = cluster.ids[0]
     deadline = time.monotonic() + 60
     while True:
