@@ -36,6 +36,8 @@ class Event:
     court: str
     seq: int
     actor: Mapping[str, Any] = field(default_factory=dict)
+    #: (signer public key, recording time) of each entry in ``cites``, in the same order.
+    signed: tuple[tuple[bytes, int], ...] = ()
 
     def get(self, name: str, default: Any = None) -> Any:
         """A field of the event, or ``default``."""
@@ -156,22 +158,26 @@ class CaseState:
                 # Uncorrected events are built once and reused by every later view.
                 ev = self._plain.get(eid)
                 if ev is None:
-                    ev = _event(raw, raw.body, ((eid, raw.record.height),))
+                    ev = _event(raw, raw.body, ((eid, raw.record.height),),
+                                ((raw.signer, raw.record.recorded_at),))
                     self._plain[eid] = ev
             else:
                 body = raw.body
                 cites: list[Cite] = [(eid, raw.record.height)]
+                signed = [(raw.signer, raw.record.recorded_at)]
                 for c in fixes:
                     body = c.body["fields"]["body"]
                     cites.append((c.record.entry_id, c.record.height))
-                ev = _event(raw, body, tuple(cites))
+                    signed.append((c.signer, c.record.recorded_at))
+                ev = _event(raw, body, tuple(cites), tuple(signed))
             if ev is not None:
                 events.append(ev)
         events.sort(key=lambda e: (e.occurred_at, e.seq))
         return events
 
 
-def _event(raw: RawEvent, body: Mapping[str, Any], cites: tuple[Cite, ...]) -> Event | None:
+def _event(raw: RawEvent, body: Mapping[str, Any], cites: tuple[Cite, ...],
+           signed: tuple[tuple[bytes, int], ...]) -> Event | None:
     occurred = body.get("occurred_at")
     fields = body.get("fields")
     if not isinstance(occurred, int) or isinstance(occurred, bool) or not isinstance(
@@ -179,7 +185,7 @@ def _event(raw: RawEvent, body: Mapping[str, Any], cites: tuple[Cite, ...]) -> E
         return None  # not an event body the rules can read (admission refuses these)
     return Event(type=str(body.get("type", "")), occurred_at=occurred, fields=fields,
                  evidence_refs=_refs(body), cites=cites, recorded_at=raw.record.recorded_at,
-                 court=raw.court, seq=raw.seq, actor=body.get("actor") or {})
+                 court=raw.court, seq=raw.seq, actor=body.get("actor") or {}, signed=signed)
 
 
 def _hex_id(value: Any) -> bytes | None:

@@ -63,6 +63,10 @@ def _genesis(path: str | None, data: str | None) -> Any:
     raise _Exit(2, "--data needs --genesis FILE (the chain's genesis.toml)")
 
 
+def _identities_from_genesis(genesis: Any) -> dict[str, bytes]:
+    return {i.id: i.public_key for i in genesis.identities}
+
+
 def _onboarded_from_genesis(genesis: Any) -> dict[str, int]:
     courts = {i.court for i in genesis.identities} | {n.court for n in genesis.nodes}
     return {c: genesis.genesis_time for c in courts}
@@ -70,8 +74,8 @@ def _onboarded_from_genesis(genesis: Any) -> dict[str, int]:
 
 def _source(events: str | None, data: str | None, node: str | None, genesis: str | None,
             token: str | None, hash_alg: str, progress: Callable[[int, int], None]
-            ) -> tuple[Iterator[Record], str, dict[str, int], int]:
-    """(records, hash_alg, onboarded courts, total units for the progress bar)."""
+            ) -> tuple[Iterator[Record], str, Any, int]:
+    """(records, hash_alg, the genesis if known, total units for the progress bar)."""
     chosen = [x for x in (events, data, node) if x]
     if len(chosen) != 1:
         raise _Exit(2, "give exactly one of --events FILE, --data DIR, --node URL")
@@ -86,11 +90,8 @@ def _source(events: str | None, data: str | None, node: str | None, genesis: str
                 if i % 1000 == 0:
                     progress(i, total)
                 yield rec
-        onboarded: dict[str, int] = {}
-        if genesis:
-            g = _genesis(genesis, None)
-            onboarded = _onboarded_from_genesis(g)
-        return gen(), hash_alg, onboarded, total
+        g = _genesis(genesis, None) if genesis else None
+        return gen(), g.hash_alg if g is not None else hash_alg, g, total
     if data:
         from ledger.store import LedgerStore
 
@@ -108,23 +109,21 @@ def _source(events: str | None, data: str | None, node: str | None, genesis: str
                     yield block
             finally:
                 store.close()
-        return (records_from_blocks(blocks(), hash_alg=g.hash_alg), g.hash_alg,
-                _onboarded_from_genesis(g), head)
+        return records_from_blocks(blocks(), hash_alg=g.hash_alg), g.hash_alg, g, head
     assert node is not None
     return _node_source(node, genesis, token, hash_alg, progress)
 
 
 def _node_source(url: str, genesis: str | None, token: str | None, hash_alg: str,
                  progress: Callable[[int, int], None]
-                 ) -> tuple[Iterator[Record], str, dict[str, int], int]:
+                 ) -> tuple[Iterator[Record], str, Any, int]:
     import httpx
 
     from ledger.encoding import decode
 
-    onboarded: dict[str, int] = {}
-    if genesis:
-        g = _genesis(genesis, None)
-        hash_alg, onboarded = g.hash_alg, _onboarded_from_genesis(g)
+    g = _genesis(genesis, None) if genesis else None
+    if g is not None:
+        hash_alg = g.hash_alg
     headers = {"accept": "application/msgpack"}
     if token:
         try:
@@ -148,7 +147,7 @@ def _node_source(url: str, genesis: str | None, token: str | None, hash_alg: str
                 yield decode(r.content)
         finally:
             client.close()
-    return records_from_blocks(blocks(), hash_alg=hash_alg), hash_alg, onboarded, head
+    return records_from_blocks(blocks(), hash_alg=hash_alg), hash_alg, g, head
 
 
 def _table(findings: list[Finding], summary: dict[str, dict[str, Any]]) -> None:
@@ -252,8 +251,12 @@ def _run(events: str | None, data: str | None, node: str | None, genesis: str | 
         bar.update(task, completed=done, total=total)
 
     with bar:
-        records, alg, onboarded, _total = _source(events, data, node, genesis, token,
-                                                  hash_alg, progress)
+        records, alg, g, _total = _source(events, data, node, genesis, token, hash_alg,
+                                          progress)
+        known: dict[str, Any] = {}
+        if g is not None:
+            known = {"onboarded": _onboarded_from_genesis(g),
+                     "identities": _identities_from_genesis(g)}
         try:
             if report_id:
                 try:
@@ -261,11 +264,11 @@ def _run(events: str | None, data: str | None, node: str | None, genesis: str | 
                 except ValueError:
                     raise _Exit(2, f"--reproduce {report_id!r} is not hex") from None
                 try:
-                    rep = reproduce(records, rid, config, hash_alg=alg, onboarded=onboarded)
+                    rep = reproduce(records, rid, config, hash_alg=alg, **known)
                 except LookupError as exc:
                     raise _Exit(1, str(exc)) from None
                 return _print_reproduction(rep, as_json)
-            insp = Inspector(config, hash_alg=alg, onboarded=onboarded)
+            insp = Inspector(config, hash_alg=alg, **known)
             insp.ingest(records, now=now)
         except ValueError as exc:  # a line or block that does not parse
             raise _Exit(1, str(exc)) from None

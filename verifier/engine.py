@@ -71,7 +71,8 @@ class Inspector:
 
     def __init__(self, config: InspectConfig = DEFAULT_CONFIG, *, hash_alg: str = "sha256",
                  onboarded: Mapping[str, int] | None = None, now: int = 0,
-                 rules: Iterable[Rule] | None = None) -> None:
+                 rules: Iterable[Rule] | None = None,
+                 identities: Mapping[str, bytes] | None = None) -> None:
         self.config = config
         self.hash_alg = hash_alg
         self.now = now
@@ -85,6 +86,11 @@ class Inspector:
         self._heap: list[tuple[int, str]] = []
         self._evidence_readers: dict[bytes, set[str]] = defaultdict(set)
         self._case_readers: dict[str, set[str]] = defaultdict(set)
+        # KEY-01: identity id → current key (genesis, then identity entries), revoked keys,
+        # and which cases hold entries signed by each key.
+        self._identity_key: dict[str, bytes] = dict(identities or {})
+        self._compromised: dict[bytes, tuple[int, tuple[bytes, int | None], str]] = {}
+        self._signer_readers: dict[bytes, set[str]] = defaultdict(set)
         self._seq = 0
         self.height: int | None = None
         self.evaluations = 0
@@ -122,9 +128,12 @@ class Inspector:
         if rec.height is not None:
             self.height = rec.height if self.height is None else max(self.height, rec.height)
         if kind in ("identity", "membership"):
-            court = (p.get("body") or {}).get("court") or p.get("court")
+            body = p.get("body") or {}
+            court = body.get("court") or p.get("court")
             if isinstance(court, str) and court not in self.onboarded:
                 self.onboarded[court] = rec.recorded_at
+            if kind == "identity":
+                return self._identity(body, rec)
             return set()
         if kind not in ("event", "evidence"):
             return set()
@@ -148,6 +157,22 @@ class Inspector:
             sha = bytes((p.get("body") or {}).get("sha256", b""))
             out |= self._evidence_readers.get(sha, set())
         return out
+
+    def _identity(self, body: Mapping[str, Any], rec: Record) -> set[str]:
+        ident, op = body.get("id"), body.get("op")
+        if not isinstance(ident, str):
+            return set()
+        if op == "add" and isinstance(body.get("public_key"), bytes):
+            self._identity_key[ident] = body["public_key"]
+        elif op == "rotate" and isinstance(body.get("new_public_key"), bytes):
+            self._identity_key[ident] = body["new_public_key"]
+        elif op == "revoke" and isinstance(body.get("compromised_since"), int):
+            key = self._identity_key.get(ident)
+            if key is not None and key not in self._compromised:
+                self._compromised[key] = (body["compromised_since"],
+                                          (rec.entry_id, rec.height), ident)
+                return set(self._signer_readers.get(key, ()))
+        return set()
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -178,7 +203,7 @@ class Inspector:
             return
         self.evaluations += 1
         ctx = Context(self.now, self.config, evidence=self.evidence.get, linked=self.view,
-                      onboarded=self.onboarded.get)
+                      onboarded=self.onboarded.get, compromised=self._compromised.get)
         out: list[Finding] = []
         for r in self.rules:
             for hit in r.verify(view, ctx):
@@ -188,6 +213,8 @@ class Inspector:
             self._evidence_readers[sha].add(case_no)
         for other in ctx.cases_read:
             self._case_readers[other].add(case_no)
+        for key in ctx.signers_read:
+            self._signer_readers[key].add(case_no)
         if ctx.next_wake is not None:
             self._wake_at[case_no] = ctx.next_wake
             heapq.heappush(self._heap, (ctx.next_wake, case_no))
@@ -286,7 +313,7 @@ def stream_inspect(records: Iterable[Record], now: int,
         if view is None:
             return []
         ctx = Context(now, config, evidence=insp.evidence.get, linked=linked,
-                      onboarded=insp.onboarded.get)
+                      onboarded=insp.onboarded.get, compromised=insp._compromised.get)
         out = [to_finding(r, view, h) for r in insp.rules for h in r.verify(view, ctx)]
         if view.ruling is not None:
             rulings[case_no] = CaseView(case_no, view.court, [view.ruling])

@@ -141,12 +141,16 @@ class Context:
     def __init__(self, now: int, config: InspectConfig, *,
                  evidence: Callable[[bytes], Record | None] | None = None,
                  linked: Callable[[str], CaseView | None] | None = None,
-                 onboarded: Callable[[str], int | None] | None = None) -> None:
+                 onboarded: Callable[[str], int | None] | None = None,
+                 compromised: Callable[[bytes], tuple[int, Cite, str] | None] | None = None,
+                 ) -> None:
         self.now = now
         self.config = config
         self._evidence = evidence
         self._linked = linked
         self._onboarded = onboarded
+        self._compromised = compromised
+        self.signers_read: set[bytes] = set()
         self.next_wake: int | None = None
         self.evidence_read: set[bytes] = set()
         self.cases_read: set[str] = set()
@@ -171,6 +175,11 @@ class Context:
     def onboarded_at(self, court: str) -> int | None:
         """When ``court`` joined the chain, if known (LATE-01's pre-chain history)."""
         return self._onboarded(court) if self._onboarded else None
+
+    def compromised(self, key: bytes) -> tuple[int, Cite, str] | None:
+        """(compromised_since, the revoking entry, identity id) if ``key`` was revoked so."""
+        self.signers_read.add(key)
+        return self._compromised(key) if self._compromised else None
 
     def duty(self, rule_warns: bool, due: Due, done: Event | None,
              cites: Sequence[Event | Cite], *, zh: str = "", en: str = "") -> Hit | None:

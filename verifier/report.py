@@ -58,8 +58,8 @@ class Reproduction:
 
 
 def reproduce(records: Iterable[Record], report_id: bytes, config: InspectConfig, *,
-              hash_alg: str = "sha256", onboarded: dict[str, int] | None = None,
-              progress: Any = None) -> Reproduction:
+              hash_alg: str = "sha256", progress: Any = None,
+              **inspector_args: Any) -> Reproduction:
     """Find the report entry ``report_id`` and recompute its body from the chain before it.
 
     Records are taken in chain order up to the report's ``height`` (events files, which have no
@@ -67,7 +67,7 @@ def reproduce(records: Iterable[Record], report_id: bytes, config: InspectConfig
     """
     from verifier.engine import Inspector
 
-    insp = Inspector(config, hash_alg=hash_alg, onboarded=onboarded)
+    insp = Inspector(config, hash_alg=hash_alg, **inspector_args)
     held: list[Record] = []
     report: dict[str, Any] | None = None
     for rec in records:

@@ -995,6 +995,20 @@ def caseno01(case: CaseView, ctx: Context) -> Iterator[Hit]:
         yield Hit([case.events[0]])
 
 
+@rule("KEY-01", "events.md (identity revoke, compromised_since)", "HIGH",
+      "签名密钥已被吊销（泄露）后仍签署的记录", "Signed by a key after it was reported compromised")
+def key01(case: CaseView, ctx: Context) -> Iterator[Hit]:
+    # events.md: entries a revoked key signed in blocks timed at or after compromised_since are
+    # reported as a warning naming the key.
+    for e in case.events:
+        for cite, (signer, recorded_at) in zip(e.cites, e.signed, strict=False):
+            got = ctx.compromised(signer)
+            if got is not None and recorded_at >= got[0]:
+                yield Hit([cite, got[1]], kind="warning", zh=f"密钥{signer.hex()[:16]}（{got[2]}）",
+                          en=f"key {signer.hex()[:16]} ({got[2]})",
+                          detail={"key": signer.hex(), "identity": got[2]})
+
+
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
 
 

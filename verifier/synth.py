@@ -99,6 +99,7 @@ DEFECTS: dict[str, tuple[tuple[str, ...], frozenset[tuple[str, str]]]] = {
     "LATE-01": (ZB_FLOWS + ("paid",), frozenset({("LATE-01", V)})),
     "LATE-02": (ZB_FLOWS + ("paid",), frozenset({("LATE-02", V)})),
     "CASENO-01": (ZB_FLOWS + ("paid",), frozenset({("CASENO-01", V)})),
+    "KEY-01": (ZB_FLOWS + ("paid",), frozenset({("KEY-01", W)})),
 }
 
 
@@ -129,9 +130,12 @@ class SynthEvent:
             seed = f"{self.case}|{self.kind}|{self.occurred_at}|{self.body.get('type')}|" \
                    f"{json.dumps(payload_to_json(self.body), sort_keys=True, ensure_ascii=False)}"
             nonce = hashlib.sha256(seed.encode()).digest()[:16]
-        return {"v": 1, "kind": self.kind, "court": self.court, "case": self.case,
-                "time": self.recorded_at - 1000 if self.kind == "event" else self.occurred_at,
-                "nonce": nonce, "signer": signer, "body": self.body}
+        out = {"v": 1, "kind": self.kind, "court": self.court, "case": self.case,
+               "time": self.recorded_at - 1000 if self.kind == "event" else self.occurred_at,
+               "nonce": nonce, "signer": signer, "body": self.body}
+        if self.kind == "identity":
+            del out["case"]  # an identity entry belongs to no case
+        return out
 
 
 @dataclass
@@ -144,10 +148,13 @@ class SynthCase:
     events: list[SynthEvent]
     defects: list[str] = field(default_factory=list)
     expected: set[tuple[str, str]] = field(default_factory=set)
+    #: The officer key that signed this case's entries, when it is not the default one.
+    signer: bytes | None = None
 
     def records(self, signer: bytes = b"\x00" * 32) -> list[Record]:
         """The case's entries as records (entry ids computed with SHA-256)."""
-        return [Record.of(e.payload(signer), e.recorded_at) for e in self.events]
+        key = self.signer or signer
+        return [Record.of(e.payload(key), e.recorded_at) for e in self.events]
 
 
 class _Flow:
@@ -693,6 +700,8 @@ def generate_case(rng: random.Random, seq: int, now: int, defects: list[str],
     for sc in out:
         sc.events = [e for e in sc.events if e.recorded_at < now and e.occurred_at < now]
     _late_defects(main, rng, dset, now)
+    if "KEY-01" in dset:
+        _compromised_key(main, now)
     expected: set[tuple[str, str]] = set()
     for d in defects:
         expected |= DEFECTS[d][1]
@@ -715,6 +724,22 @@ def _add_correction(fl: _Flow, rng: random.Random) -> None:
     fl.ev("EVENT_CORRECTED", ruling.occurred_at + 3 * HOUR_MS, corrects="00" * 32,
           reason="漏勾选查明财产情况", body=fixed)
     fl.events[-1].corrects = ruling
+
+
+def _compromised_key(sc: SynthCase, now: int) -> None:
+    """The officer's key is revoked as compromised from the middle of the case on (KEY-01)."""
+    key = hashlib.sha256(f"officer key {sc.case}".encode()).digest()
+    sc.signer = key
+    ident = "officer-" + hashlib.sha256(sc.case.encode()).hexdigest()[:8]
+    first = sc.events[0].recorded_at
+    since = sc.events[len(sc.events) // 2].recorded_at
+    add = SynthEvent("identity", sc.case, sc.court, first - DAY_MS, first - DAY_MS,
+                     {"op": "add", "id": ident, "court": sc.court, "roles": ["officer"],
+                      "public_key": key}, ident)
+    revoke = SynthEvent("identity", sc.case, sc.court, now - 2 * DAY_MS, now - 2 * DAY_MS,
+                        {"op": "revoke", "id": ident, "court": sc.court,
+                         "compromised_since": since}, ident)
+    sc.events = [add, *sc.events, revoke]
 
 
 def _late_defects(sc: SynthCase, rng: random.Random, dset: set[str], now: int) -> None:
@@ -778,8 +803,8 @@ def demo_items(courts: list[str], cases: int, seed: int = 1, now: int | None = N
                 e.corrects.body = dict(e.body["fields"]["body"])
                 e.corrects.body["fields"] = dict(e.corrects.body["fields"])
         for e in sc.events:
-            if e.corrects is not None:
-                continue
+            if e.corrects is not None or e.kind == "identity":
+                continue  # identity changes need the court's admin signatures, not an officer's
             body = e.body
             if e.kind == "event" and "evidence_refs" in body:
                 body = {**body, "evidence_refs": [bytes.fromhex(x) if isinstance(x, str) else x

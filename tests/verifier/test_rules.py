@@ -200,7 +200,7 @@ VIOLATIONS: list[tuple[str, Callable[[Book], None], tuple[str, ...], str]] = [
 
 def test_every_rule_has_a_fixture() -> None:
     covered = {v[0] for v in VIOLATIONS} | {"ZB-31", "ZB-34", "ZB-36", "ZB-37", "ND-04",
-                                           "CASENO-01"}  # these have fixtures below
+                                           "CASENO-01", "KEY-01"}  # fixtures below
     assert {r.id for r in RULES} == covered
 
 
@@ -300,3 +300,27 @@ def test_ev01_evidence_captured_too_far_from_the_event() -> None:
     b = compliant()
     next(e for e in b.events if e.kind == "evidence").body["captured_at"] = day(20.2)
     assert hits(b, "EV-01")
+
+
+def test_key01_entries_signed_after_compromise_are_flagged() -> None:
+    # events.md: a key revoked with compromised_since T: entries it signed in blocks timed at
+    # or after T are reported as a warning naming the key.
+    from verifier.records import Record
+
+    b = compliant()
+    recs = b.records()
+    signer = b"\x01" * 32  # the casebook's officer key
+    revoke = Record.of({"v": 1, "kind": "identity", "court": COURT, "time": day(200),
+                        "nonce": b"\x09" * 16, "signer": b"\x03" * 32,
+                        "body": {"op": "revoke", "id": "officer-7", "court": COURT,
+                                 "compromised_since": day(105)}}, day(200))
+    insp_args = {"identities": {"officer-7": signer}}
+    from verifier.engine import inspect_records
+
+    found = [f for f in inspect_records([*recs, revoke], NOW, **insp_args).findings()
+             if f.rule == "KEY-01"]
+    late = {b.record_of(e).entry_id for e in b.events if e.at + e.record_delay >= day(105)}
+    assert found and {f.entries[0][0] for f in found} == late
+    assert all(f.kind == "warning" and revoke.entry_id == f.entries[-1][0] for f in found)
+    assert [f for f in inspect_records(recs, NOW, **insp_args).findings()
+            if f.rule == "KEY-01"] == []
