@@ -297,3 +297,70 @@ def test_consistency_proof_file(node: Node, world: Any) -> None:
     with pytest.raises(ReceiptError) as info:
         verify_consistency_proof(unsigned, world.genesis)
     assert info.value.field == "second.signatures"
+
+
+def _mutations(obj: Any, rng: Any) -> Any:
+    """A copy of a JSON value with one randomly chosen node replaced by something else."""
+    paths: list[tuple[Any, Any]] = []
+
+    def walk(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in list(items):
+            paths.append((node, k))
+            if isinstance(v, dict | list):
+                walk(v)
+
+    out = copy.deepcopy(obj)
+    walk(out)
+    parent, k = rng.choice(paths)
+    parent[k] = rng.choice(
+        [
+            None,
+            0,
+            -1,
+            2**70,
+            1.5,
+            True,
+            "",
+            "zz",
+            "00" * 32,
+            [],
+            {},
+            [1],
+            {"a": 1},
+            str(parent[k])[::-1],
+            "AAAA",
+        ]
+    )
+    return out
+
+
+def test_hostile_receipts_only_raise_receipt_errors(node: Node, world: Any) -> None:
+    import random
+
+    pem = _pem("node-d")
+    pk = node.chain.world_key("node-d").public_key()
+    add = {
+        "op": "add_learner",
+        "id": "node-d",
+        "court": "吉0103",
+        "public_key": pk,
+        "tls_certificate": pem,
+        "tls_fingerprint": sha256(pem_certificate_der(pem)),
+        "raft_addr": "127.0.0.1:7003",
+    }
+    node.block([node.membership(add)])
+    docs = node.chain.documents(2)
+    node.block(docs)
+    good = _roundtrip(node.store.receipt(entry_id(world.alg, docs[0]["payload"])))
+    verify_receipt(good, world.genesis)
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    for _ in range(400):
+        bad = _mutations(good, rng)
+        try:
+            verify_receipt(bad, world.genesis)
+        except ReceiptError:
+            continue
+        except Exception as exc:  # the point of the test: nothing else escapes
+            pytest.fail(f"seed {seed}: {type(exc).__name__} escaped for {bad!r}")

@@ -339,7 +339,7 @@ def test_sigkill_at_random_moments_reopens_consistently(
     path = tmp_path / "db"
     LedgerStore.open(path, world.genesis, create=True).close()
     acked = 0
-    deadline = time.monotonic() + 60
+    started = time.monotonic()
     unacked_but_durable = progressed = 0
     for kill in range(KILLS):
         start_height = acked
@@ -374,7 +374,6 @@ def test_sigkill_at_random_moments_reopens_consistently(
             assert store.applied_raft_index() == height, msg
         acked = height  # the reopened head is what the next child builds on
         store.close()
-        assert time.monotonic() < deadline, f"too slow: {kill} kills in 60 s"
         if height == len(chain.blocks):
             # The whole chain is in: check every block once, then start over on a fresh store.
             store = LedgerStore.open(path, world.genesis)
@@ -385,7 +384,10 @@ def test_sigkill_at_random_moments_reopens_consistently(
             acked = 0
     # The kills must land while blocks are being written, not only before the first one.
     assert progressed > KILLS // 4, f"seed {seed}: only {progressed} kills saw progress"
-    print(f"{KILLS} kills, {progressed} with progress, {unacked_but_durable} between write and ack")
+    print(
+        f"{KILLS} kills in {time.monotonic() - started:.1f} s, {progressed} with progress, "
+        f"{unacked_but_durable} between the write and its acknowledgement"
+    )
 
 
 def test_envelope_bytes_equal_canonical(world: Any) -> None:
