@@ -113,3 +113,22 @@ def test_writer_refuses_out_of_order(world: Any, exported: tuple[bytes, ChainBui
     w.checkpoint(chain.checkpoint(1), [])
     with pytest.raises(ValueError):
         w.block(chain.blocks[1])
+
+
+def test_random_damage_only_raises_bundle_errors(exported: tuple[bytes, ChainBuilder]) -> None:
+    import random
+
+    data, _ = exported
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    for _ in range(300):
+        damaged = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        try:
+            for _frame in read_bundle(io.BytesIO(bytes(damaged))):
+                pass
+        except BundleError:
+            continue
+        except Exception as exc:  # the point of the test: nothing else escapes
+            pytest.fail(f"seed {seed}: {type(exc).__name__}: {exc}")

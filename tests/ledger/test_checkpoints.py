@@ -189,3 +189,32 @@ def test_header_equivocation() -> None:
     forged = sign_object(_signer(1), TAG_BLOCK, CHAIN, other)
     with pytest.raises(CheckpointError, match="not the proposer"):
         detect_header_equivocation("sha256", CHAIN, pk, base, sa, other, forged)
+
+
+def test_hostile_checkpoint_files_only_raise_checkpoint_errors() -> None:
+    import random
+
+    cp = _cp()
+    good = json.loads(json.dumps(to_file("sha256", cp, _sigs(cp, [0, 1]))))
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    junk = [None, -1, 2**64, 1.5, True, "", "0g", "00" * 33, [], {}, {"a": 1}, [None]]
+    for _ in range(500):
+        bad = json.loads(json.dumps(good))
+        node: Any = bad
+        for _ in range(rng.randrange(1, 3)):
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            k = rng.choice(keys)
+            if isinstance(node[k], dict | list) and rng.random() < 0.5:
+                node = node[k]
+                continue
+            node[k] = rng.choice(junk)
+            break
+        try:
+            from_file(bad)
+        except CheckpointError:
+            continue
+        except Exception as exc:  # the point of the test: nothing else escapes
+            pytest.fail(f"seed {seed}: {type(exc).__name__}: {exc} for {bad!r}")
