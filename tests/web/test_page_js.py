@@ -264,3 +264,40 @@ def test_anchors_in_page_match_the_server(page: Any, served: Any) -> None:
     embedded = json.loads(
         page.evaluate("() => document.getElementById('consortium').textContent"))
     assert embedded["chain_id"] == served.chain.chain_id.hex()
+
+
+JS_VERIFY = """async ({anchors, receipts, hash}) => {
+  const V = await import('/static/verify.js');
+  const C = await import('/static/canonical.js');
+  const out = [];
+  for (const r of receipts) {
+    const res = await V.verifyReceipt(anchors, r, C.fromHex(hash));
+    out.push({ok: res.ok, failure: res.failure && res.failure.check,
+              signers: (res.facts.signers || []).length, quorum: res.facts.quorum});
+  }
+  return out;
+}"""
+
+
+def test_two_thirds_quorum_counts_distinct_voters(page: Any, served: Any) -> None:
+    """receipt_quorum = two_thirds: ⌊2n/3⌋+1 of n voters (DESIGN §2), so 3 of 3 here."""
+    from webchain import Chain
+
+    from api.web import consortium_document
+
+    chain = Chain(receipt_quorum="two_thirds")
+    content = b"two thirds"
+    env = chain.document(content, time=1_765_000_000_000)
+    chain.add_block([env], time=1_765_000_001_000, signers=["n-jl0102", "n-jl"])
+    env2 = chain.document(content + b"!", time=1_765_000_002_000)
+    chain.add_block([env2], time=1_765_000_003_000)
+    short = chain.receipt(chain.entry_id_of(env))
+    full = chain.receipt(chain.entry_id_of(env2))
+    anchors = consortium_document(chain.summary())
+    page.goto(served.url + "/")
+    out = page.evaluate(JS_VERIFY, {"anchors": anchors, "receipts": [short],
+                                    "hash": hashlib.sha256(content).hexdigest()})
+    assert out == [{"ok": False, "failure": "signatures", "signers": 2, "quorum": 3}]
+    out = page.evaluate(JS_VERIFY, {"anchors": anchors, "receipts": [full],
+                                    "hash": hashlib.sha256(content + b"!").hexdigest()})
+    assert out == [{"ok": True, "failure": None, "signers": 3, "quorum": 3}]
