@@ -253,10 +253,8 @@ class RaftCore:
             self.lead_transferee = ""
         if self._maybe_commit():
             self._bcast_append()
-        else:
-            for nid in self.prs:
-                if nid != self.id:
-                    self._send_append(nid, send_if_empty=False)
+        elif cc.op == CONF_ADD_LEARNER and cc.node != self.id:
+            self._send_append(cc.node)  # start probing the new member now
 
     # -- role changes --------------------------------------------------------------------
 
@@ -837,14 +835,18 @@ class RaftCore:
         if self._ready_out:
             return False
         log = self.log
+        ps, ph = self._prev_ss, self._prev_hs
         return bool(
             self.msgs
             or self.read_states
             or log.unstable
             or log.unstable_snap is not None
-            or self._soft_state() != self._prev_ss
-            or self._hard_state() != self._prev_hs
             or log.committed > self._applying
+            or ps.leader != self.lead
+            or ps.role != self.role
+            or ph.term != self.term
+            or ph.vote != self.vote
+            or ph.commit != log.committed
             or ("apply-uncommitted" in self.bugs and log.last_index() > self._applying)
         )
 

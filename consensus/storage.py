@@ -215,6 +215,15 @@ class MemoryStorage:
             img.snap = SnapshotMeta(index, term, conf.copy())
             del img.ents[:k]
 
+    def durable_hard_state(self) -> HardState:
+        """The hard state in the synced image."""
+        hs = self._d.hs
+        return HardState(hs.term, hs.vote, hs.commit)
+
+    def durable_last_index(self) -> int:
+        """Last index in the synced image."""
+        return self._d.snap.index + len(self._d.ents)
+
     def durable_term(self, i: int) -> int | None:
         """Term of entry ``i`` in the synced image (what would survive a crash now)."""
         snap = self._d.snap

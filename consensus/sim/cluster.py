@@ -78,6 +78,7 @@ COUNTERS = (
     "flow_control_pauses",
     "prevote_rejections",
     "partitions",
+    "leaders_isolated",
     "one_way_partitions",
     "stalled_readers",
     "crashes",
@@ -123,6 +124,10 @@ class _Stop(Exception):
     """Raised to end a seed at its first violation."""
 
 
+class _Crashed(Exception):
+    """The node crashed in the middle of handling a Ready."""
+
+
 class SimNode:
     """A node: its core, its storage, and the application state (durable by itself)."""
 
@@ -153,8 +158,8 @@ class Simulation:
         seed: int,
         nodes: int | None = None,
         bugs: frozenset[str] = frozenset(),
-        duration_ms: int = 2500,
-        heal_ms: int = 1500,
+        duration_ms: int = 2000,
+        heal_ms: int = 1200,
         membership: bool = True,
     ) -> None:
         self.seed = seed
@@ -179,6 +184,9 @@ class Simulation:
         self.drop_p = rng.choice((0.0, 0.01, 0.05, 0.1))
         self.dup_p = rng.choice((0.0, 0.01, 0.05))
         self.delay_max = rng.choice((3, 10, 30))
+        self.max_msg = rng.choice((20, 20, 60, 200))
+        self.crash_point_p = rng.choice((0.0, 0.002, 0.01))
+        self.isolate_leader_p = rng.choice((0.0, 0.3, 0.7))
         self.blocked: set[tuple[str, str]] = set()  # (from, to) pairs that are cut
         # global knowledge for the invariants
         self.leaders: dict[int, str] = {}
@@ -193,6 +201,8 @@ class Simulation:
         self.reads: dict[bytes, int] = {}  # ctx -> highest acked index when the read began
         self.removed: set[str] = set()
         self.leader_removals: dict[int, tuple[int, str]] = {}
+        self._prev_commit: dict[str, int] = {}
+        self.commit_hi = 0
         self.removal_log: list[tuple[int, str]] = []  # (index, node) of applied removals
         self.last_leader = ""
         self.transfer_target: tuple[str, str, int] | None = None
@@ -219,7 +229,7 @@ class Simulation:
             voters=list(node.genesis),
             election_tick=ELECTION_TICK,
             heartbeat_tick=HEARTBEAT_TICK,
-            max_size_per_msg=200,  # a few entries per append: exercises pipelining
+            max_size_per_msg=self.max_msg,  # few entries per append: pipelining, probing
             max_inflight_msgs=4,
             max_inflight_bytes=2000,
             applied=node.app_applied,
@@ -298,6 +308,8 @@ class Simulation:
             self._chaos()
         elif kind == "client":
             self._client()
+        elif kind == "isolate":
+            self._isolate(payload, self.rng.uniform(100, 500))
         elif kind == "unblock":
             self.blocked.discard(payload)
         elif kind == "heal":
@@ -321,6 +333,8 @@ class Simulation:
     def _after_step(self, node: SimNode) -> None:
         try:
             self._drain(node)
+        except _Crashed:
+            pass
         except _Stop:
             raise
         except Exception as e:
@@ -345,11 +359,12 @@ class Simulation:
     def _observe(self, node: SimNode) -> None:
         core = node.core
         assert core is not None
-        if core.role == Role.CANDIDATE and core.term not in self.candidacies:
-            self.candidacies.add(core.term)
-            self.c["elections"] += 1
         if core.term not in self.candidacies:
-            self._fail("term-without-candidacy", f"{node.id} is at term {core.term}")
+            if core.role == Role.CANDIDATE:
+                self.candidacies.add(core.term)
+                self.c["elections"] += 1
+            else:
+                self._fail("term-without-candidacy", f"{node.id} is at term {core.term}")
         if core.role != Role.LEADER:
             node.lead_view = None
             return
@@ -368,6 +383,10 @@ class Simulation:
                         "leader-completeness",
                         f"{node.id} leads term {term} without committed entry {i} (term {t})",
                     )
+            if self.now < self.duration and self.rng.random() < self.isolate_leader_p:
+                # Adversarial: cut a new leader off soon after it wins, so that logs diverge
+                # while it holds entries nobody else has (the ground Figure 8 grows on).
+                self._at(self.now + self.rng.uniform(0, 40), "isolate", node.id)
             if self.last_leader != node.id:
                 self.c["leader_changes"] += 1
                 if self.transfer_target and self.transfer_target[1] == node.id:
@@ -384,9 +403,6 @@ class Simulation:
                 self._fail("leader-append-only", f"{node.id} lost its entry {li} in term {term}")
         li = log.last_index()
         node.lead_view = (term, li, log.last_term())
-        for nid, pr in core.prs.items():
-            if nid != node.id and pr.state == REPLICATE and pr.inflights.full():
-                self.c["flow_control_pauses"] += 1
 
     def _handle_ready(self, node: SimNode, rd: Ready) -> None:
         core = node.core
@@ -410,9 +426,30 @@ class Simulation:
                 st.sync()
         if rd.hard_state is not None and core.role == Role.LEADER:
             self._check_commit(node, rd.hard_state.commit)
+            if (
+                rd.hard_state.commit > self._prev_commit.get(node.id, 0)
+                and self.now < self.duration
+                and self.rng.random() < self.isolate_leader_p * 0.3
+            ):
+                # Adversarial: cut a leader off right as it commits, before the news spreads.
+                self._isolate(node.id, self.rng.uniform(100, 500))
+            self._prev_commit[node.id] = rd.hard_state.commit
         if rd.hard_state is not None:
             self._record_commit(node, rd.hard_state.commit)
+        # A crash can strike between the fsync and the sends (messages lost, state kept);
+        # adversarially, most often right when a node has just become leader.
+        p = self.crash_point_p
+        if rd.soft_state is not None and rd.soft_state.role == Role.LEADER:
+            p = max(p, self.isolate_leader_p * 0.3)
+        if self.now < self.duration and self.rng.random() < p:
+            core.advance(rd)
+            self._crash(node)
+            raise _Crashed
         # 3. send.
+        if core.role == Role.LEADER and rd.entries:
+            for nid, pr in core.prs.items():
+                if nid != node.id and pr.state == REPLICATE and pr.inflights.full():
+                    self.c["flow_control_pauses"] += 1
         for m in rd.messages:
             self._send(node, m)
         # 4. apply.
@@ -466,8 +503,7 @@ class Simulation:
         """The leader's commit index must be on the disks of a quorum of current voters."""
         core = node.core
         assert core is not None
-        old = max((i for i in self.committed if i <= commit), default=0)
-        if commit <= old:
+        if commit <= self.commit_hi:
             return
         term = core.log.term(commit)
         voters = core.voters()
@@ -485,6 +521,34 @@ class Simulation:
                 f"{node.id} committed {commit} (term {term}) held on disk by {holders} of "
                 f"{len(voters)} voters",
             )
+        self._check_electable(node, voters, commit, term)
+
+    def _log_view(self, nid: str) -> tuple[int, int, Any]:
+        """(last index, last term, term-of function) of a node's log as it would campaign."""
+        n = self.nodes[nid]
+        if n.core is not None:
+            log = n.core.log
+            return log.last_index(), log.last_term(), log.term
+        st = n.storage
+        li = st.durable_last_index()
+        return li, st.durable_term(li) or 0, st.durable_term
+
+    def _check_electable(self, node: SimNode, voters: list[str], commit: int, term: Any) -> None:
+        """Raft §5.4.3 in the present tense: once an entry is committed, no voter that lacks
+        it can be elected, because a quorum holds it and votes only for logs at least as
+        up-to-date (§5.4.1). Checked over every voter against the logs as they are now."""
+        views = {v: self._log_view(v) for v in voters}
+        q = len(voters) // 2 + 1
+        for x, (xi, xt, xterm) in views.items():
+            if xterm(commit) == term:
+                continue
+            votes = [v for v, (vi, vt, _) in views.items() if xt > vt or (xt == vt and xi >= vi)]
+            if len(votes) >= q:
+                self._fail(
+                    "leader-completeness",
+                    f"{node.id} committed {commit} (term {term}), yet {x}, which lacks it, "
+                    f"could be elected by {votes}",
+                )
 
     def _record_commit(self, node: SimNode, commit: int) -> None:
         core = node.core
@@ -498,6 +562,7 @@ class Simulation:
                 break
             self.committed[i] = t
             i -= 1
+        self.commit_hi = max(self.commit_hi, commit)
         t = log.term(commit)
         if t is not None and self.committed.get(commit, t) != t:
             self._fail("commit-conflict", f"index {commit} committed with two terms")
@@ -564,8 +629,27 @@ class Simulation:
                 f"{node.id} answered a read at {value}, but {need} was acknowledged before it",
             )
 
+    def _check_persisted(self, node: SimNode, m: Message) -> None:
+        """Raft Figure 2: respond to RPCs only after updating stable storage."""
+        st = node.storage
+        hs = st.durable_hard_state()
+        future = m.type in (MsgType.PRE_VOTE, MsgType.PRE_VOTE_RESP)
+        if not future and m.term > hs.term:
+            self._fail("persist-before-send", f"{node.id} sent {m.type} of term {m.term} "
+                       f"with term {hs.term} on disk")
+        if m.type == MsgType.VOTE_RESP and not m.reject and hs.vote != m.to:
+            self._fail("persist-before-send", f"{node.id} granted its vote to {m.to} in term "
+                       f"{m.term} with vote {hs.vote!r} on disk")
+        if m.type == MsgType.APP_RESP and not m.reject and m.index > 0:
+            core = node.core
+            assert core is not None
+            if st.durable_term(m.index) != core.log.term(m.index):
+                self._fail("persist-before-send", f"{node.id} acknowledged entry {m.index} "
+                           "before it was on disk")
+
     def _send(self, node: SimNode, m: Message) -> None:
         rng = self.rng
+        self._check_persisted(node, m)
         if m.type == MsgType.VOTE_RESP and not m.reject:
             key = (node.id, m.term)
             prev = self.votes.setdefault(key, m.to)
@@ -652,6 +736,15 @@ class Simulation:
             node.tick_ms = TICK_MS * rng.uniform(0.7, 1.4)
             self.trace.append((self.now, "skew", f"{node.id} {node.tick_ms:.1f}ms"))
 
+    def _isolate(self, nid: str, dur: float) -> None:
+        for other in self.nodes:
+            if other != nid:
+                for pair in ((nid, other), (other, nid)):
+                    self.blocked.add(pair)
+                    self._at(self.now + dur, "unblock", pair)
+        self.c["leaders_isolated"] += 1
+        self.trace.append((self.now, "isolate", nid))
+
     def _crash(self, node: SimNode) -> None:
         self.c["crashes"] += 1
         lost = node.storage.crash()
@@ -663,6 +756,11 @@ class Simulation:
         self._at(self.now + self.rng.uniform(20, 400), "restart", node.id)
 
     def _membership(self) -> None:
+        self._one_membership_change()
+        if self.rng.random() < 0.3:
+            self._one_membership_change()  # an impatient administrator: must be refused
+
+    def _one_membership_change(self) -> None:
         rng = self.rng
         lead = self._leader()
         if lead is None or lead.core is None:
