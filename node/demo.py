@@ -108,6 +108,9 @@ class Cluster:
                                        f"{self.folder / 'logs' / (i + '.log')}")
                 try:
                     if httpx.get(self.internal(i) + "/readyz", timeout=2).status_code == 200:
+                        st = self.status(i) or {}
+                        if st.get("chain_id") != self.genesis.chain_id.hex():
+                            raise RuntimeError(f"{self.internal(i)} serves another chain")
                         pending.remove(i)
                 except httpx.HTTPError:
                     pass
@@ -154,6 +157,11 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
     click.echo(f"▶ courtledger demo: {courts} courts on loopback, data in {out}")
     init_consortium(out, courts, base_port=base_port)
     cluster = Cluster(out)
+    busy = ports_in_use(cluster)
+    if busy:
+        click.echo(f"courtledger: ports in use: {', '.join(busy)} (another demo running?); "
+                   "pass --base-port", err=True)
+        return 2
     cluster.start_all()
     try:
         click.echo("▶ starting node processes: " + ", ".join(
@@ -222,6 +230,31 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
         click.echo("\n▶ interrupted")
         return 130
     finally:
-        click.echo("▶ stopping nodes …")
+        # Stop the nodes before anything else can fail (a closed stdout must not orphan them).
+        _say("▶ stopping nodes …")
         cluster.stop_all()
-        click.echo(f"▶ stopped. The data stays in {out}; `courtledger demo` recreates it.")
+        _say(f"▶ stopped. The data stays in {out}; `courtledger demo` recreates it.")
+
+
+def _say(text: str) -> None:
+    try:
+        click.echo(text)
+    except OSError:
+        pass
+
+
+def ports_in_use(cluster: Cluster) -> list[str]:
+    """Listen addresses of the consortium that something else already holds."""
+    import socket
+
+    busy = []
+    for cfg in cluster.configs.values():
+        for addr in (cfg.listen.raft, cfg.listen.internal, cfg.listen.public):
+            with socket.socket() as s:
+                # As the listeners do: a port in TIME_WAIT after a previous run is free.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((addr.host, addr.port))
+                except OSError:
+                    busy.append(str(addr))
+    return busy
