@@ -83,3 +83,43 @@ def test_reproduce_a_report(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "reproduced" in r.output, r.output
     r = CliRunner().invoke(inspect, ["--events", str(path), "--reproduce", "ab" * 32])
     assert r.exit_code == 1
+
+
+def test_over_a_node_api(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # --node URL reads /v1/head and /v1/blocks/{h} (canonical msgpack) with the bearer token.
+    import httpx
+
+    from ledger.encoding import canonical
+
+    recs = sorted(compliant().records(), key=lambda r: r.recorded_at)
+    blocks = [{"header": {"height": h, "time": r.recorded_at},
+               "entries": [{"payload": dict(r.payload), "sig": b"\x00" * 64}]}
+              for h, r in enumerate(recs, 1)]
+    seen_auth: set[str] = set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen_auth.add(request.headers.get("authorization", ""))
+        if request.url.path == "/v1/head":
+            return httpx.Response(200, json={"height": len(blocks)})
+        h = int(request.url.path.rsplit("/", 1)[1])
+        return httpx.Response(200, content=canonical(blocks[h - 1]))
+
+    real = httpx.Client
+    monkeypatch.setattr(httpx, "Client",
+                        lambda **kw: real(transport=httpx.MockTransport(handler), **kw))
+    token = tmp_path / "t.token"
+    token.write_text("secret\n")
+    r = CliRunner().invoke(inspect, ["--node", "http://node:8080", "--token", str(token),
+                                     "--now", str(NOW + 400 * DAY_MS), "--json"])
+    assert r.exit_code == 0, r.output
+    found = json.loads(r.output)
+    assert {f["rule"] for f in found} == {"ZB-31"}
+    assert all("height" in e for f in found for e in f["entries"])
+    assert seen_auth == {"Bearer secret"}
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    monkeypatch.setattr(httpx, "Client",
+                        lambda **kw: real(transport=httpx.MockTransport(down), **kw))
+    assert CliRunner().invoke(inspect, ["--node", "http://node:8080"]).exit_code == 3
