@@ -20,6 +20,7 @@ from ``identity``/``membership`` entries seen on the way.
 from __future__ import annotations
 
 import heapq
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -94,6 +95,9 @@ class Inspector:
         self._seq = 0
         self.height: int | None = None
         self.evaluations = 0
+        # One lock for state changes and reads: a node applies blocks on one thread and
+        # serves findings on others.
+        self._lock = threading.RLock()
 
     # -- input -----------------------------------------------------------------------------
 
@@ -103,24 +107,26 @@ class Inspector:
         ``now`` is the inspection time after these records (a node passes the block time);
         it never goes backwards. Returns the case numbers re-evaluated.
         """
-        touched: set[str] = set()
-        for rec in records:
-            touched |= self._add(rec)
-        if now is not None and now > self.now:
-            self.now = now
-        # Cases that read a touched case (a 执恢 case reads its original) see a new view too.
-        readers = {r for c in touched for r in self._case_readers.get(c, ())}
-        todo = touched | readers | self._due_cases()
-        self._evaluate(todo)
-        return todo
+        with self._lock:
+            touched: set[str] = set()
+            for rec in records:
+                touched |= self._add(rec)
+            if now is not None and now > self.now:
+                self.now = now
+            # Cases that read a touched case (a 执恢 case reads its original) see a new view.
+            readers = {r for c in touched for r in self._case_readers.get(c, ())}
+            todo = touched | readers | self._due_cases()
+            self._evaluate(todo)
+            return todo
 
     def advance_time(self, now: int) -> set[str]:
         """Move the inspection time forward; re-evaluate only the cases whose rules fell due."""
-        if now > self.now:
-            self.now = now
-        due = self._due_cases()
-        self._evaluate(due)
-        return due
+        with self._lock:
+            if now > self.now:
+                self.now = now
+            due = self._due_cases()
+            self._evaluate(due)
+            return due
 
     def _add(self, rec: Record) -> set[str]:
         p = rec.payload
@@ -223,7 +229,8 @@ class Inspector:
 
     def reevaluate_all(self) -> None:
         """Evaluate every case again (after a configuration or calendar change)."""
-        self._evaluate(set(self.cases))
+        with self._lock:
+            self._evaluate(set(self.cases))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -235,8 +242,9 @@ class Inspector:
         rules = {rule} if isinstance(rule, str) else set(rule) if rule is not None else None
         sevs = ({severity} if isinstance(severity, str) else set(severity)
                 if severity is not None else None)
-        source = ([self._findings.get(case, [])] if case is not None
-                  else self._findings.values())
+        with self._lock:
+            source = ([self._findings.get(case, [])] if case is not None
+                      else list(self._findings.values()))
         out = [f for fs in source for f in fs
                if (court is None or f.court == court)
                and (rules is None or f.rule in rules)
@@ -248,12 +256,15 @@ class Inspector:
     def summary_by_court(self) -> dict[str, dict[str, Any]]:
         """Per court: cases, violations and warnings by severity, cases with a CRIT violation."""
         out: dict[str, dict[str, Any]] = {}
-        for case_no, st in self.cases.items():
-            s = out.setdefault(st.court, {"cases": 0, "violations": {}, "warnings": {},
-                                          "cases_with_crit": 0})
+        with self._lock:
+            items = [(st.court, list(self._findings.get(c, [])))
+                     for c, st in self.cases.items()]
+        for court, case_findings in items:
+            s = out.setdefault(court, {"cases": 0, "violations": {}, "warnings": {},
+                                       "cases_with_crit": 0})
             s["cases"] += 1
             crit = False
-            for f in self._findings.get(case_no, []):
+            for f in case_findings:
                 bucket = s["violations"] if f.kind == "violation" else s["warnings"]
                 bucket[f.severity] = bucket.get(f.severity, 0) + 1
                 crit = crit or (f.kind == "violation" and f.severity == "CRIT")
@@ -266,12 +277,13 @@ class Inspector:
         ``now`` defaults to the engine's inspection time; if given and later, the engine
         advances to it first so the digest covers deadlines that fell due.
         """
-        if now is not None:
-            self.advance_time(now)
         from verifier.report import build_report_body
 
-        return build_report_body(self.findings(), height=height, now=self.now,
-                                 config=self.config, hash_alg=self.hash_alg)
+        with self._lock:
+            if now is not None:
+                self.advance_time(now)
+            return build_report_body(self.findings(), height=height, now=self.now,
+                                     config=self.config, hash_alg=self.hash_alg)
 
     def digest(self) -> bytes:
         """The digest of the current findings (DESIGN §2 ``report.findings``)."""
