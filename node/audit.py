@@ -150,8 +150,13 @@ def _read_json(path: Path, what: str) -> Any:
 class _Progress:
     """A rich progress bar on stderr with entries per second, only when stderr is a terminal."""
 
-    def __init__(self, label: str, total: int | None, enabled: bool | None) -> None:
+    def __init__(self, label: str, total: int | None, enabled: bool | None,
+                 total_bytes: int | None = None) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        # A bundle's height is unknown until its end: measure progress in bytes read then.
+        self.by_bytes = total is None and bool(total_bytes)
+        if self.by_bytes:
+            total = total_bytes
         self._bar: Any = None
         self._task: Any = None
         self._started = time.monotonic()
@@ -162,8 +167,9 @@ class _Progress:
         self._bar = Progress(
             TextColumn(label),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} blocks" if total else "{task.completed} "
-                       "blocks"),
+            TextColumn("{task.percentage:>3.0f}%" if self.by_bytes else
+                       "{task.completed}/{task.total} blocks" if total else
+                       "{task.completed} blocks"),
             TextColumn("{task.fields[entries]} entries · {task.fields[rate]} entries/s"),
             TimeElapsedColumn(),
             console=_stderr(),
@@ -177,8 +183,8 @@ class _Progress:
         if self._bar is None:
             return
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        self._bar.update(self._task, completed=blocks, entries=entries,
-                         rate=f"{entries / elapsed:,.0f}")
+        self._bar.update(self._task, completed=nbytes if self.by_bytes else blocks,
+                         entries=f"{entries:,}", rate=f"{entries / elapsed:,.0f}")
 
     def close(self) -> None:
         """Stop the bar."""
@@ -251,7 +257,7 @@ def audit_chain_cmd(bundle: Path | None, data: Path | None, node_url: str | None
         except StateError as exc:
             _die(EXIT_USAGE, str(exc))
     source = _open(bundle, data, node_url, token)
-    bar = _Progress("audit", source.total_blocks(), progress)
+    bar = _Progress("audit", source.total_blocks(), progress, source.total_bytes())
     consistency = None
     if isinstance(source, NodeSource):
         client = source.client

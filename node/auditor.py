@@ -339,15 +339,18 @@ _CONSEQUENCES = (
     "checkpoint: time is not",
     "checkpoint: height",
 )
-#: Problems that break the log or the per-height heads for everything after them.
-_BREAKS = ("missing", "out of order", "does not follow", "root is not", "log holds")
+#: Problems that break the log or the per-height heads for everything after them: a block
+#: missing, misplaced or out of order (the sources' words), or a root that no longer matches.
+_BREAKS = (" missing:", "is missing", "out of order", "holds block", "truncated",
+           "does not follow", "root is not", "log holds")
 
 
 def _summarise(problems: list[Problem]) -> tuple[list[Problem], int]:
     """Keep every problem up to the first break; fold its later consequences into one line."""
     ordered = sorted(problems, key=lambda p: (-1 if p.height is None else p.height,
                                               -1 if p.index is None else p.index))
-    brk = next((p.height for p in ordered if p.height is not None
+    brk = next((p.height for p in ordered if p.height is not None and p.index is None
+                and not p.what.startswith("checkpoint:")
                 and any(b in p.what for b in _BREAKS)), None)
     if brk is None:
         return ordered, 0
@@ -519,6 +522,8 @@ def audit_chain(
         elif item.kind == "checkpoint":
             value = item.value if isinstance(item.value, dict) else {}
             checkpoints.append((value.get("checkpoint"), value.get("signatures")))
+    if progress is not None:
+        progress(blocks, entries, nbytes)  # the checkpoints after the last block count too
     if prefix is not None:
         if in_prefix:
             prefix.finish()

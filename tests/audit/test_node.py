@@ -75,10 +75,12 @@ def test_audit_over_a_real_node(tmp_path: Path) -> None:
                 await node.service.submit(envs, "receipt")
             url = f"http://127.0.0.1:{port}"
             bundle = tmp_path / "exported.bundle"
+            state = tmp_path / "audit.state"
 
             def audits() -> None:
                 results["chain"] = cli(audit_group, "chain", "--node", url, "--token", token,
-                                       "--consortium", genesis_file, "--json")
+                                       "--consortium", genesis_file, "--json", "--save",
+                                       str(state))
                 results["no_token"] = cli(audit_group, "chain", "--node", url,
                                           "--consortium", genesis_file)
                 results["case"] = cli(audit_group, "case", CASE, "--node", url, "--token",
@@ -92,6 +94,13 @@ def test_audit_over_a_real_node(tmp_path: Path) -> None:
                                              genesis_file, "--json")
 
             await asyncio.to_thread(audits)
+            # A month later: more entries; the next audit resumes from the saved state,
+            # fetches only the new blocks and checks a consistency proof from the old head.
+            await node.service.submit([document(clerk, node.genesis.chain_id, b"later")],
+                                      "receipt")
+            results["resume"] = await asyncio.to_thread(
+                cli, audit_group, "chain", "--node", url, "--token", token, "--consortium",
+                genesis_file, "--resume", str(state), "--json")
         finally:
             server.should_exit = True
             await serving
@@ -111,6 +120,11 @@ def test_audit_over_a_real_node(tmp_path: Path) -> None:
     bundle = json.loads(results["bundle"].stdout)
     assert results["bundle"].exit_code == 0 and bundle["entries"] == 6
     assert bundle["root"] == out["root"]
+    resumed = results["resume"]
+    assert resumed.exit_code == 0, (resumed.stdout, resumed.stderr)
+    again = json.loads(resumed.stdout)
+    assert again["resumed_from"] == out["height"] and again["entries"] == 7
+    assert any("consistency proof from tree size 6 to 7 verified" in n for n in again["notes"])
     cons = results["consistency"]
     assert cons.exit_code == 0, (cons.stdout, cons.stderr)
     assert json.loads(cons.stdout)["second"]["tree_size"] == 6

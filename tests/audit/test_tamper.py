@@ -321,3 +321,13 @@ def test_data_dir_tampering_is_caught_and_located(name: str, chain: Chain,
     assert located, (name, out["problems"][:6])
     if index is not None:
         assert any(p["index"] == index for p in located)
+
+
+def test_progress_bar_with_entries_per_second_on_stderr(chain: Chain) -> None:
+    for source in (("--bundle", str(chain.bundle)), ("--data", str(chain.data))):
+        result = CliRunner().invoke(audit_group, ["chain", *source, "--progress", "--json"])
+        assert result.exit_code == 0
+        assert "entries/s" in result.stderr and "entries/s" not in result.stdout
+        json.loads(result.stdout)  # the data on stdout stays clean JSON
+    quiet = CliRunner().invoke(audit_group, ["chain", "--bundle", str(chain.bundle)])
+    assert "entries/s" not in quiet.stderr  # not a terminal: no bar by default
