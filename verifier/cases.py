@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.findings import Cite
 from verifier.records import Record
 
 META_TYPES = ("EVENT_CORRECTED", "EVENT_VOIDED")
@@ -31,7 +30,7 @@ class Event:
     occurred_at: int
     fields: Mapping[str, Any]
     evidence_refs: tuple[bytes, ...]
-    cites: tuple[Cite, ...]  # the original entry first, then its correction(s)
+    cites: tuple[Record, ...]  # the original entry first, then its correction(s)
     recorded_at: int
     court: str
     seq: int
@@ -82,33 +81,38 @@ class CaseState:
     def __init__(self, case: str) -> None:
         self.case = case
         self.court = ""
-        self.raw: dict[bytes, RawEvent] = {}
-        self.order: list[bytes] = []  # entry ids of non-meta events, in ingest order
+        self.raw: dict[int, RawEvent] = {}  # by ingest sequence
+        self.order: list[int] = []  # non-meta events, in ingest order
         self.meta: list[RawEvent] = []  # corrections and voids, in ingest order
         self.evidence: dict[bytes, Record] = {}  # evidence entries filed under this case
         self._view: list[Event] | None = None
-        self._plain: dict[bytes, Event | None] = {}
+        self._plain: dict[int, Event | None] = {}
         self.version = 0
 
     def add(self, record: Record, seq: int) -> bool:
-        """Add an ``event`` or ``evidence`` record of this case; False if it was already here."""
+        """Add an ``event`` or ``evidence`` record of this case, in chain order.
+
+        A chain never holds an entry twice (validity), so entries are not de-duplicated here;
+        evidence is keyed by its content digest (a second copy adds nothing).
+        """
         payload = record.payload
-        if record.entry_id in self.raw:
-            return False
         if payload.get("kind") == "evidence":
-            self.evidence[bytes(payload["body"].get("sha256", b""))] = record
+            sha = bytes(payload["body"].get("sha256", b""))
+            if sha in self.evidence:
+                return False
+            self.evidence[sha] = record
             self.version += 1
             return True
         body = payload.get("body") or {}
         court = str(payload.get("court", ""))
         raw = RawEvent(record, seq, body, court, bytes(payload.get("signer", b"")))
-        self.raw[record.entry_id] = raw
+        self.raw[seq] = raw
         if not self.court:
             self.court = court
         if body.get("type") in META_TYPES:
             self.meta.append(raw)
         else:
-            self.order.append(record.entry_id)
+            self.order.append(seq)
         self._view = None
         self.version += 1
         return True
@@ -124,30 +128,40 @@ class CaseState:
         return self._view
 
     def _build_view(self) -> list[Event]:
-        # Resolve meta entries in chain order. A void of a correction cancels that correction.
-        voided_meta: set[bytes] = set()
-        for m in self.meta:
-            f = m.body.get("fields") or {}
-            if m.body.get("type") == "EVENT_VOIDED":
-                target = _hex_id(f.get("voids"))
-                t = self.raw.get(target) if target else None
-                if t is not None and t.body.get("type") == "EVENT_CORRECTED" and t.court == m.court:
-                    voided_meta.add(target)  # type: ignore[arg-type]
-        corrections: dict[bytes, list[RawEvent]] = {}
-        voids: dict[bytes, RawEvent] = {}
-        for m in self.meta:
-            if m.record.entry_id in voided_meta:
-                continue
-            f = m.body.get("fields") or {}
-            if m.body.get("type") == "EVENT_CORRECTED":
-                target = _hex_id(f.get("corrects"))
-                if target is not None and target in self.raw and isinstance(f.get("body"), Mapping):
-                    if self.raw[target].court == m.court:
-                        corrections.setdefault(target, []).append(m)
-            else:
-                target = _hex_id(f.get("voids"))
-                if target is not None and target in self.raw and self.raw[target].court == m.court:
-                    voids.setdefault(target, m)
+        corrections: dict[int, list[RawEvent]] = {}
+        voids: dict[int, RawEvent] = {}
+        if self.meta:
+            # Only a case with corrections or voids needs the ids of its entries.
+            by_id = {raw.record.entry_id: seq for seq, raw in self.raw.items()}
+            in_order = set(self.order)
+
+            def target_of(value: Any) -> RawEvent | None:
+                tid = _hex_id(value)
+                seq = by_id.get(tid) if tid is not None else None
+                return self.raw[seq] if seq is not None else None
+
+            # Resolve in chain order. A void of a correction cancels that correction.
+            voided_meta: set[int] = set()
+            for m in self.meta:
+                f = m.body.get("fields") or {}
+                if m.body.get("type") == "EVENT_VOIDED":
+                    t = target_of(f.get("voids"))
+                    if (t is not None and t.body.get("type") == "EVENT_CORRECTED"
+                            and t.court == m.court):
+                        voided_meta.add(t.seq)
+            for m in self.meta:
+                if m.seq in voided_meta:
+                    continue
+                f = m.body.get("fields") or {}
+                if m.body.get("type") == "EVENT_CORRECTED":
+                    t = target_of(f.get("corrects"))
+                    if (t is not None and t.seq in in_order and t.court == m.court
+                            and isinstance(f.get("body"), Mapping)):
+                        corrections.setdefault(t.seq, []).append(m)
+                else:
+                    t = target_of(f.get("voids"))
+                    if t is not None and t.seq in in_order and t.court == m.court:
+                        voids.setdefault(t.seq, m)
         events: list[Event] = []
         for eid in self.order:
             if eid in voids:
@@ -158,16 +172,16 @@ class CaseState:
                 # Uncorrected events are built once and reused by every later view.
                 ev = self._plain.get(eid)
                 if ev is None:
-                    ev = _event(raw, raw.body, ((eid, raw.record.height),),
+                    ev = _event(raw, raw.body, (raw.record,),
                                 ((raw.signer, raw.record.recorded_at),))
                     self._plain[eid] = ev
             else:
                 body = raw.body
-                cites: list[Cite] = [(eid, raw.record.height)]
+                cites: list[Record] = [raw.record]
                 signed = [(raw.signer, raw.record.recorded_at)]
                 for c in fixes:
                     body = c.body["fields"]["body"]
-                    cites.append((c.record.entry_id, c.record.height))
+                    cites.append(c.record)
                     signed.append((c.signer, c.record.recorded_at))
                 ev = _event(raw, body, tuple(cites), tuple(signed))
             if ev is not None:
@@ -176,7 +190,7 @@ class CaseState:
         return events
 
 
-def _event(raw: RawEvent, body: Mapping[str, Any], cites: tuple[Cite, ...],
+def _event(raw: RawEvent, body: Mapping[str, Any], cites: tuple[Record, ...],
            signed: tuple[tuple[bytes, int], ...]) -> Event | None:
     occurred = body.get("occurred_at")
     fields = body.get("fields")

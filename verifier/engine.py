@@ -35,9 +35,12 @@ from verifier.rules import RULES, Rule
 
 
 def _cite(c: Any) -> tuple[tuple[bytes, int | None], ...]:
+    """The (entry id, height) pairs behind a cited event, record or pair."""
     if isinstance(c, tuple):
         return (c,)
-    return tuple(c.cites)
+    if isinstance(c, Record):
+        return ((c.entry_id, c.height),)
+    return tuple((r.entry_id, r.height) for r in c.cites)
 
 
 def to_finding(rule: Rule, case: CaseView, hit: Hit) -> Finding:

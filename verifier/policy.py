@@ -125,7 +125,7 @@ class CaseView:
 class Hit:
     """One rule hit before it becomes a :class:`~verifier.findings.Finding`."""
 
-    cites: Sequence[Event | Cite]
+    cites: Sequence[Event | Record | Cite]
     kind: str = "violation"
     due: int | None = None
     provisional: bool = False
@@ -182,7 +182,8 @@ class Context:
         return self._compromised(key) if self._compromised else None
 
     def duty(self, rule_warns: bool, due: Due, done: Event | None,
-             cites: Sequence[Event | Cite], *, zh: str = "", en: str = "") -> Hit | None:
+             cites: Sequence[Event | Record | Cite], *, zh: str = "",
+             en: str = "") -> Hit | None:
         """A duty that falls due at ``due``: silent if done in time, a warning while pending
         (within the configured levels, when the rule warns), a violation when late or lapsed."""
         if done is not None:

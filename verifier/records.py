@@ -14,27 +14,47 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ledger.crypto import hash_object
 
 
-@dataclass(frozen=True, slots=True)
 class Record:
-    """One entry as the chain recorded it."""
+    """One entry as the chain recorded it: ``(entry_id, height, recorded_at, payload)``.
 
-    entry_id: bytes
-    height: int | None  # None outside a chain (events files)
-    recorded_at: int  # block time, ms: the recording time is never the submitter's choice
-    payload: Mapping[str, Any]
+    ``height`` is None outside a chain (events files); ``recorded_at`` is the block time in ms
+    (never the submitter's choice). The entry id may be given (a node knows it) or left to
+    be computed as ``H(canonical(payload))`` on first use: canonical encoding is the largest
+    cost of reading an events file, and most entries are never cited by a finding.
+    """
+
+    __slots__ = ("_entry_id", "height", "recorded_at", "payload", "hash_alg")
+
+    def __init__(self, entry_id: bytes | None, height: int | None, recorded_at: int,
+                 payload: Mapping[str, Any], hash_alg: str = "sha256") -> None:
+        self._entry_id = entry_id
+        self.height = height
+        self.recorded_at = recorded_at
+        self.payload = payload
+        self.hash_alg = hash_alg
+
+    @property
+    def entry_id(self) -> bytes:
+        """``H(canonical(payload))`` with the chain's hash."""
+        if self._entry_id is None:
+            self._entry_id = hash_object(self.hash_alg, dict(self.payload))
+        return self._entry_id
 
     @classmethod
     def of(cls, payload: Mapping[str, Any], recorded_at: int, *, height: int | None = None,
            hash_alg: str = "sha256") -> Record:
-        """Build a record, computing ``entry_id = H(canonical(payload))``."""
-        return cls(hash_object(hash_alg, dict(payload)), height, recorded_at, payload)
+        """A record whose entry id is computed from ``payload`` when first needed."""
+        return cls(None, height, recorded_at, payload, hash_alg)
+
+    def __repr__(self) -> str:
+        return (f"Record(height={self.height}, recorded_at={self.recorded_at}, "
+                f"kind={self.payload.get('kind')!r}, case={self.payload.get('case')!r})")
 
 
 _TOP_BYTES = ("nonce", "signer")

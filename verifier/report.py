@@ -73,10 +73,7 @@ def reproduce(records: Iterable[Record], report_id: bytes, config: InspectConfig
     for rec in records:
         if progress is not None:
             progress()
-        if rec.entry_id == report_id:
-            if rec.payload.get("kind") != "report":
-                raise LookupError(f"entry {report_id.hex()} is a {rec.payload.get('kind')!r},"
-                                  " not a report")
+        if rec.payload.get("kind") == "report" and rec.entry_id == report_id:
             report = dict(rec.payload.get("body") or {})
             break
         held.append(rec)
