@@ -512,6 +512,25 @@ def _voters_via_node(client: Any, genesis: Any, height: int) -> Any:
         return None
 
 
+def _voters_from_proofs(genesis: Any, changes: Any, height: int) -> Any:
+    """The state in force at ``height`` from a receipt's ``consortium`` membership proofs.
+
+    Only the changes checkpointed below ``height`` apply there (a change binds from the next
+    block, DESIGN §2); each is verified by ``ledger.receipts.voters_after``.
+    """
+    from ledger.receipts import voters_after
+
+    if not isinstance(changes, list):
+        _die(EXIT_INTEGRITY, "--voters-from: the receipt has no consortium list")
+    below = [c for c in changes if isinstance(c, dict) and isinstance(c.get("checkpoint"), dict)
+             and isinstance(c["checkpoint"].get("height"), int)
+             and c["checkpoint"]["height"] < height]
+    try:
+        return voters_after(genesis, below, height)
+    except LedgerError as exc:
+        _die(EXIT_INTEGRITY, f"--voters-from: membership proofs do not verify: {exc.detail}")
+
+
 def _parse_cp_file(obj: Any, where: str) -> Any:
     from ledger.checkpoints import from_file
 
@@ -566,10 +585,13 @@ def _check_pair(a: Any, b: Any, genesis: Any, sa: Any, sb: Any, as_json: bool) -
               help="File holding an identity's bearer token (for --node).")
 @click.option("--consortium", type=click.Path(path_type=Path), required=True,
               help="The pinned genesis file.")
+@click.option("--voters-from", type=click.Path(path_type=Path), default=None,
+              help="A receipt whose membership proofs give the voters after changes "
+                   "(offline; with --node they are fetched with proofs).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 @_run
 def audit_consistency_cmd(args: tuple[str, ...], node_url: str | None, token: Path | None,
-                          consortium: Path, as_json: bool) -> int:
+                          consortium: Path, voters_from: Path | None, as_json: bool) -> int:
     """PROOF: check a consistency-proof file. OLD NEW --node URL: fetch and check one.
 
     OLD and NEW are checkpoint files or tree sizes. Two validly signed checkpoints that
@@ -629,6 +651,11 @@ def audit_consistency_cmd(args: tuple[str, ...], node_url: str | None, token: Pa
     if client is not None:
         sa = _voters_via_node(client, genesis, first.checkpoint["height"])
         sb = _voters_via_node(client, genesis, second.checkpoint["height"])
+    elif voters_from is not None:
+        donor = _read_json(voters_from, "receipt")
+        changes = donor.get("consortium") if isinstance(donor, dict) else None
+        sa = _voters_from_proofs(genesis, changes, first.checkpoint["height"])
+        sb = _voters_from_proofs(genesis, changes, second.checkpoint["height"])
     _check_pair(first, second, genesis, sa, sb, as_json)
     try:
         facts = verify_consistency_proof(proof, genesis, first_state=sa, second_state=sb)

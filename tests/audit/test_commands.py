@@ -202,6 +202,28 @@ def test_consistency_proof_file(chain: Chain, tmp_path: Path) -> None:
     assert invoke(audit_group, "consistency", str(path)).exit_code == 2  # no --consortium
 
 
+def test_consistency_after_membership_changes_learns_the_voters(
+        chain: Chain, receipts: dict[bytes, Any], tmp_path: Path) -> None:
+    store = LedgerStore.open(chain.data, chain.genesis)
+    try:
+        proof = json.loads(json.dumps(build_consistency(store, 10, 45)))
+    finally:
+        store.close()
+    # At height 45 the voters are node-a, node-b, node-d: node-b and node-d are a quorum
+    # there, but only one genesis voter.
+    proof["second"]["signatures"] = [s for s in proof["second"]["signatures"]
+                                     if s["node"] in ("node-b", "node-d")]
+    path = write_json(tmp_path / "proof.json", proof)
+    g = str(chain.genesis_file)
+    assert invoke(audit_group, "consistency", str(path), "--consortium", g).exit_code == 1
+    late = next(r for r in receipts.values() if r["checkpoint"]["height"] == chain.heights["last"])
+    rpath = write_json(tmp_path / "late-receipt.json", late)
+    result = invoke(audit_group, "consistency", str(path), "--consortium", g, "--voters-from",
+                    str(rpath), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["second"]["cosigners"] == ["node-b", "node-d"]
+
+
 def test_conflicting_checkpoints_in_a_proof_are_printed_as_evidence(chain: Chain,
                                                                      tmp_path: Path) -> None:
     g = chain.genesis
