@@ -29,11 +29,23 @@ def status_of(exc: LedgerError) -> int:
     return 422  # validity, admission, signatures, case numbers
 
 
+def _count_refusal(request: Request, status: int, reason: str) -> None:
+    """A refused submission (4xx on ``POST /v1/entries``) is counted by reason when the service
+    offers ``on_refused`` (the node's ``courtledger_submissions_refused_total``, issue 11)."""
+    if not 400 <= status < 500 or request.method != "POST" or request.url.path != "/v1/entries":
+        return
+    hook = getattr(request.app.state, "service", None)
+    on_refused = getattr(hook, "on_refused", None)
+    if callable(on_refused):
+        on_refused(reason)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error the routes can meet to ``{"error", "detail"}``."""
 
     @app.exception_handler(LedgerError)
-    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
+    async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
+        _count_refusal(request, status_of(exc), exc.code)
         headers = {"Retry-After": "1"} if status_of(exc) in (429, 503) else None
         return JSONResponse(
             {"error": exc.code, "detail": exc.detail}, status_code=status_of(exc), headers=headers
@@ -46,7 +58,8 @@ def install_error_handlers(app: FastAPI) -> None:
                             status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count_refusal(request, 400, "bad_request")
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()))
         return JSONResponse(

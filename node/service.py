@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from api.service import CommitUnknown, NotFound, Unavailable, Wait
 from ledger.encoding import canonical, decode
@@ -56,6 +56,18 @@ class NodeServiceImpl:
         self._receipt_waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._fwd: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._rid = itertools.count(1)
+        registry = getattr(getattr(node, "metrics", None), "registry", None)
+        #: Refused submissions by reason (the error code), so an operator sees forged or
+        #: misdirected traffic (issue 11); counted by the internal app's error handler.
+        self.refused = Counter(
+            "courtledger_submissions_refused", "Submissions refused with a 4xx, by reason",
+            ["reason"], registry=registry,
+        ) if registry is not None else None
+
+    def on_refused(self, reason: str) -> None:
+        """Count one refused submission (``POST /v1/entries`` answered 4xx)."""
+        if self.refused is not None:
+            self.refused.labels(reason).inc()
 
     # ------------------------------------------------------------------ NodeService basics
 
