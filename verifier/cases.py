@@ -195,7 +195,7 @@ def _event(raw: RawEvent, body: Mapping[str, Any], cites: tuple[Record, ...],
     occurred = body.get("occurred_at")
     fields = body.get("fields")
     if not isinstance(occurred, int) or isinstance(occurred, bool) or not isinstance(
-            fields, Mapping):
+            fields, dict):
         return None  # not an event body the rules can read (admission refuses these)
     return Event(type=str(body.get("type", "")), occurred_at=occurred, fields=fields,
                  evidence_refs=_refs(body), cites=cites, recorded_at=raw.record.recorded_at,

@@ -161,6 +161,9 @@ class Inspector:
         self._seq += 1
         if not state.add(rec, self._seq):
             return set()
+        signer = p.get("signer")
+        if kind == "event" and isinstance(signer, bytes):
+            self._signer_readers[signer].add(case_no)
         out = {case_no}
         if kind == "evidence":
             sha = bytes((p.get("body") or {}).get("sha256", b""))
@@ -212,7 +215,8 @@ class Inspector:
             return
         self.evaluations += 1
         ctx = Context(self.now, self.config, evidence=self.evidence.get, linked=self.view,
-                      onboarded=self.onboarded.get, compromised=self._compromised.get)
+                      onboarded=self.onboarded.get,
+                      compromised=self._compromised.get if self._compromised else None)
         out: list[Finding] = []
         for r in self.rules:
             for hit in r.verify(view, ctx):
@@ -328,7 +332,8 @@ def stream_inspect(records: Iterable[Record], now: int,
         if view is None:
             return []
         ctx = Context(now, config, evidence=insp.evidence.get, linked=linked,
-                      onboarded=insp.onboarded.get, compromised=insp._compromised.get)
+                      onboarded=insp.onboarded.get,
+                      compromised=insp._compromised.get if insp._compromised else None)
         out = [to_finding(r, view, h) for r in insp.rules for h in r.verify(view, ctx)]
         if view.ruling is not None:
             rulings[case_no] = CaseView(case_no, view.court, [view.ruling])

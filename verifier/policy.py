@@ -176,6 +176,11 @@ class Context:
         """When ``court`` joined the chain, if known (LATE-01's pre-chain history)."""
         return self._onboarded(court) if self._onboarded else None
 
+    @property
+    def any_compromised(self) -> bool:
+        """True when some key has been revoked as compromised (KEY-01 has work to do)."""
+        return self._compromised is not None
+
     def compromised(self, key: bytes) -> tuple[int, Cite, str] | None:
         """(compromised_since, the revoking entry, identity id) if ``key`` was revoked so."""
         self.signers_read.add(key)

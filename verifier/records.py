@@ -75,14 +75,15 @@ def _unhex(value: Any, where: str) -> bytes:
 
 def payload_from_json(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Turn a payload written in JSON (bytes as hex, DESIGN §5) into the canonical data model."""
-    if not isinstance(obj, Mapping):
+    # dict, not Mapping: JSON gives dicts, and the ABC check is costly per entry.
+    if not isinstance(obj, dict):
         raise ValueError("payload: expected an object")
     p = dict(obj)
     for key in _TOP_BYTES:
         if key in p:
             p[key] = _unhex(p[key], key)
     body = p.get("body")
-    if isinstance(body, Mapping):
+    if isinstance(body, dict):
         b = dict(body)
         for key in _BODY_BYTES:
             if key in b:
