@@ -53,7 +53,8 @@ def _genesis(path: str | None, data: str | None) -> Any:
 
     candidates = [Path(path)] if path else []
     if data and not path:
-        candidates += [Path(data) / "genesis.toml", Path(data).parent / "genesis.toml"]
+        d = Path(data).resolve()
+        candidates += [p / "genesis.toml" for p in (d, d.parent, d.parent.parent)]
     for p in candidates:
         if p.exists() or path:
             try:
@@ -96,6 +97,9 @@ def _source(events: str | None, data: str | None, node: str | None, genesis: str
         from ledger.store import LedgerStore
 
         g = _genesis(genesis, data)
+        # A node's data_dir keeps its ledger store in data_dir/ledger; take either.
+        if not (Path(data) / "CURRENT").exists() and (Path(data) / "ledger" / "CURRENT").exists():
+            data = str(Path(data) / "ledger")
         try:
             store = LedgerStore.open(data, g)
         except LedgerError as exc:
