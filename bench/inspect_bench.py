@@ -216,6 +216,9 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=1_000_000)
     ap.add_argument("--chain-cases", type=int, default=100_000)
     ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse events.jsonl and chain/ already in --dir")
+    ap.add_argument("--skip-chain", action="store_true", help="only the events file")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -230,12 +233,17 @@ def main() -> None:
     print(f"work directory {work}; cpu count {os.cpu_count()}")
 
     events = work / "events.jsonl"
-    t0 = time.perf_counter()
-    n_cases, n_entries = write(events, generate(args.cases, seed=1, now=NOW))
-    gen = time.perf_counter() - t0
-    print(f"generated {n_cases} cases, {n_entries} entries "
-          f"({n_entries / n_cases:.1f}/case, {events.stat().st_size / 2**20:.0f} MiB) "
-          f"in {gen:.1f} s")
+    truth = work / "events.truth.json"
+    if args.reuse and events.exists() and truth.exists():
+        n_cases = len(json.loads(truth.read_text(encoding="utf-8")))
+        print(f"reusing {events} ({n_cases} cases)")
+    else:
+        t0 = time.perf_counter()
+        n_cases, n_entries = write(events, generate(args.cases, seed=1, now=NOW))
+        gen = time.perf_counter() - t0
+        print(f"generated {n_cases} cases, {n_entries} entries "
+              f"({n_entries / n_cases:.1f}/case, {events.stat().st_size / 2**20:.0f} MiB) "
+              f"in {gen:.1f} s")
     r = child(["--child", "events", str(events)])
     print(f"events file, streaming: {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU; "
           f"{n_cases / r['cpu']:.0f} cases/s and {r['events'] / r['cpu']:.0f} events/s of CPU "
@@ -245,10 +253,13 @@ def main() -> None:
     print(f"  → 1,000,000 cases extrapolate to {full / 60:.1f} min of one core "
           f"(target < 10 min); RSS stays flat (one case in memory at a time)")
 
+    if args.skip_chain:
+        return
     chain = work / "chain"
-    b = child(["--child", "build", str(chain), str(args.chain_cases)])
-    print(f"chain: {b['cases']:.0f} cases, {b['entries']:.0f} entries in {b['blocks']:.0f} "
-          f"blocks written in {b['seconds']:.1f} s")
+    if not (args.reuse and (chain / "genesis.toml").exists()):
+        b = child(["--child", "build", str(chain), str(args.chain_cases)])
+        print(f"chain: {b['cases']:.0f} cases, {b['entries']:.0f} entries in "
+              f"{b['blocks']:.0f} blocks written in {b['seconds']:.1f} s")
     c = child(["--child", "chain", str(chain)])
     print(f"chain inspection (LevelDB): {c['seconds']:.1f} s wall, {c['cpu']:.1f} s CPU, "
           f"{c['cases'] / c['cpu']:.0f} cases/s, {c['events'] / c['cpu']:.0f} events/s of CPU, "
