@@ -592,6 +592,15 @@ def _checkpoints(
         if resume is not None and isinstance(height, int) and height < resume.height:
             continue  # audited when the state was saved
         sig_list = list(sigs) if isinstance(sigs, list) else []
+        for i, sig in enumerate(sig_list):
+            # DESIGN §2: each signature is exactly {"node", "sig"}; the quorum count skips
+            # anything else, but a malformed one in the data under audit is still damage.
+            if not (isinstance(sig, Mapping) and set(sig) == {"node", "sig"}
+                    and isinstance(sig["node"], str) and isinstance(sig["sig"], bytes)
+                    and len(sig["sig"]) == 64):
+                where = height if isinstance(height, int) else None
+                verifier.problems.append(
+                    Problem(where, None, f"checkpoint: signature [{i}] is malformed"))
         found = verifier.add_checkpoint(cp, sig_list)
         if not found:
             good.setdefault(height, (dict(cp), sig_list))  # type: ignore[arg-type]
@@ -607,6 +616,12 @@ def _checkpoints(
                     verifier.problems.append(Problem(
                         height, None, f"checkpoint: voter {node}'s signature does not verify"))
                     valid.add(node)  # once per node
+                elif isinstance(node, str) and node not in ids:
+                    # A node keeps only signatures it verified against the voters in force
+                    # (node/cosign.py), so a non-voter's signature in its data was put there.
+                    verifier.problems.append(Problem(
+                        height, None, f"checkpoint: signature by {node!r}, not a voter in "
+                        f"force at height {height}"))
             continue
         # It does not match the chain. If a quorum of the voters in force signed it anyway,
         # it is not just a bad frame: it is evidence that voters signed two histories.

@@ -331,3 +331,24 @@ def test_progress_bar_with_entries_per_second_on_stderr(chain: Chain) -> None:
         json.loads(result.stdout)  # the data on stdout stays clean JSON
     quiet = CliRunner().invoke(audit_group, ["chain", "--bundle", str(chain.bundle)])
     assert "entries/s" not in quiet.stderr  # not a terminal: no bar by default
+
+
+def test_random_bit_flips_never_pass_and_never_crash(chain: Chain, tmp_path: Path) -> None:
+    """Any flipped bit anywhere in the bundle is an integrity failure, never a traceback."""
+    import random
+
+    assert chain.bundle is not None
+    data = chain.bundle.read_bytes()
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    path = tmp_path / "flipped.bundle"
+    for _ in range(25):
+        raw = bytearray(data)
+        pos = rng.randrange(len(raw))
+        raw[pos] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(raw))
+        result = CliRunner().invoke(audit_group, ["chain", "--bundle", str(path),
+                                                  "--consortium", str(chain.genesis_file)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            f"seed {seed}, byte {pos}: {result.exception!r}")
+        assert result.exit_code == 1, f"seed {seed}: a flip at byte {pos} went unnoticed"
