@@ -282,6 +282,9 @@ class LedgerStore:
                 str(p),
                 create_if_missing=create,
                 lru_cache_size=_LEVELDB_CACHE_BYTES,
+                # Every appended entry first asks whether its id is already stored; a Bloom
+                # filter answers "no" without reading a block of every level.
+                bloom_filter_bits=10,
                 paranoid_checks=True,
             )
         except plyvel.IOError as exc:
