@@ -417,8 +417,8 @@ class Runtime:
             raise FrameError(f"raft message claims to be from {m.frm!r} but {peer!r} sent it")
         if m.to != self.core.id:
             raise FrameError(f"raft message for {m.to!r} arrived at {self.core.id!r}")
-        if self._stopping:
-            return
+        if self._stopping or self._failed is not None:
+            return  # a runtime that cannot persist must not take part any more
         self.core.step(m)
         self._wake.set()
 

@@ -48,10 +48,14 @@ AppHandler = Callable[[str, str, bytes], Awaitable[None] | None]
 _WRITE_CHUNK = 1 << 20
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """Split ``host:port`` (IPv6 as ``[::1]:port``); ValueError with the address if malformed."""
+def parse_address(address: str, *, listen: bool = False) -> tuple[str, int]:
+    """Split ``host:port`` (IPv6 as ``[::1]:port``); ValueError with the address if malformed.
+
+    Port 0 ("any free port") is allowed only for a ``listen`` address.
+    """
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    low = 0 if listen else 1
+    if not sep or not host or not port.isdigit() or not low <= int(port) < 65536:
         raise ValueError(f"peer address {address!r} is not host:port")
     return host.strip("[]"), int(port)
 
@@ -107,6 +111,7 @@ class Transport:
         backoff_initial: float = 0.05,
         backoff_max: float = 2.0,
         handshake_timeout: float = 5.0,
+        max_handshakes: int = 64,
         rng: random.Random | None = None,
     ) -> None:
         self.node_id = node_id
@@ -121,6 +126,7 @@ class Transport:
         self.max_frame = max_frame
         self._backoff = (backoff_initial, backoff_max)
         self._handshake_timeout = handshake_timeout
+        self._max_handshakes = max_handshakes
         self._rng = rng or random.Random()
         self._members: dict[str, Member] = {}
         self._by_fingerprint: dict[bytes, str] = {}
@@ -360,9 +366,16 @@ class Transport:
     # -- receiving ----------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._pending) >= self._max_handshakes:
+            # Unauthenticated connections cost a handshake each: cap them so a flood from
+            # outside the consortium cannot exhaust the node (members reconnect with backoff).
+            self.counters["refused"] += 1
+            writer.close()
+            return
         self._pending.add(writer)
         peer: str | None = None
         try:
+            raw = writer.transport
             try:
                 await writer.start_tls(
                     self._server_ctx, ssl_handshake_timeout=self._handshake_timeout
@@ -371,6 +384,12 @@ class Transport:
                 # No certificate, or one outside the consortium: OpenSSL refuses it.
                 self.counters["refused"] += 1
                 log.info("%s: refused a peer at handshake: %r", self.node_id, exc)
+                return
+            if writer.transport is None:
+                # CPython 3.11: start_tls returns no transport when the peer hung up right
+                # after the handshake; put the (closing) raw transport back so the writer can
+                # still be closed and collected.
+                writer._transport = raw
                 return
             ssl_object = writer.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
