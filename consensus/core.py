@@ -36,10 +36,13 @@ Rules and where they come from:
   (Ongaro, raft-dev 2015, "bug in single-server membership changes"). Learners replicate
   but neither vote nor count. A change takes effect when applied (``advance``); a leader
   that applies its own removal steps down.
-- Log compaction: the runtime compacts storage up to the applied index; when a follower
-  needs compacted entries the leader sends a ``snap`` message with metadata only, and the
-  follower's ``Ready.snapshot`` asks its application to catch up to it (the node transfers
-  and verifies stored blocks) before anything else in that ``Ready``.
+- Log compaction: the runtime compacts storage up to the applied index (``compact(applied,
+  core.conf_state())``); when a follower needs compacted entries the leader sends a
+  ``snap`` message with metadata only (the runtime may take it as the hook to start
+  offering stored blocks to that peer), and the follower's ``Ready.snapshot`` asks its
+  application to catch up to it, pulling blocks from the leader (``core.lead``) and
+  verifying them, before anything else in that ``Ready``. If the snapshot or its answer is
+  lost, the leader retries after the follower's next heartbeat answer.
 - Leadership transfer (thesis §3.10): the leader stops taking proposals, brings the target
   up to date, then sends it ``timeout_now``; a target that does not catch up within an
   election timeout is refused (the transfer is aborted).

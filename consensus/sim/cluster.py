@@ -6,7 +6,9 @@ randomness comes from ``random.Random(seed)``, so a seed replays exactly.
 
 Faults: message drop, delay, duplication and reordering; symmetric and one-way partitions
 that heal; a follower that stops reading its socket for a while; crash and restart that
-loses unsynced writes; per-node clock-rate skew; and, from the application side,
+loses unsynced writes, including crashes between the fsync and the sends; adversarial
+ones aimed at leaders (cut off or crashed just after winning or just after committing);
+per-node clock-rate skew; and, from the application side,
 membership changes (add learner, promote, remove, the leader included), leadership
 transfers, ReadIndex reads, and log compaction that forces snapshot catch-up.
 
@@ -16,13 +18,17 @@ Invariants (checked after every step; each violation names the rule it breaks):
 - ``term-without-candidacy``: a node only adopts a term some node campaigned in; PreVote
   must never raise a term by itself (thesis §9.6).
 - ``double-vote``: a node grants at most one vote per term, across crashes (§5.2).
+- ``persist-before-send``: no message leaves before the term, vote and entries it depends
+  on are on disk (Figure 2, "respond to RPCs only after updating stable storage").
 - ``leader-append-only``: a leader never overwrites or deletes its own entries (Figure 3).
 - ``log-matching``: two logs holding an entry with the same index and term hold the same
   entries up to it (§5.3); checked with a running hash of each log.
 - ``commit-not-durable``: a leader commits an index only when a quorum of the voters in its
   configuration hold that entry *on disk*; a removed node never counts.
-- ``commit-conflict`` / ``leader-completeness``: an index is committed with one term only,
-  and every leader holds every entry committed before its term (§5.4).
+- ``commit-conflict`` / ``leader-completeness``: an index is committed with one term only;
+  every leader holds every entry committed before its term (§5.4); and at the moment of a
+  commit no voter lacking the entry could collect a quorum of votes (§5.4.3, checked on
+  the logs as they are, so a Figure 8 commit is caught before the election that loses it).
 - ``state-machine-safety``: no two nodes apply different entries at one index, and each node
   applies every index once, in order (§5.4.3); ``apply-uncommitted``: only committed entries
   are applied.
@@ -30,8 +36,9 @@ Invariants (checked after every step; each violation names the rule it breaks):
   committed an entry of its term (thesis §4.1; Ongaro, raft-dev 2015).
 - ``stale-read``: a ReadIndex read never returns state older than a write acknowledged
   before the read began (thesis §6.4).
-- ``lost-ack`` / ``no-convergence`` (at the end, faults healed): every proposal acknowledged
-  as committed is in the final log of every member, and the members converged.
+- ``lost-ack`` / ``no-convergence`` (at the end, after every fault stopped for a while):
+  every proposal acknowledged as committed is in the final log of every member, and the
+  members converged.
 """
 
 from __future__ import annotations
@@ -88,7 +95,7 @@ COUNTERS = (
 
 TICK_MS = 10
 ELECTION_TICK = 10
-HEARTBEAT_TICK = 2
+HEARTBEAT_TICK = 3
 
 
 @dataclass
@@ -158,8 +165,8 @@ class Simulation:
         seed: int,
         nodes: int | None = None,
         bugs: frozenset[str] = frozenset(),
-        duration_ms: int = 2000,
-        heal_ms: int = 1200,
+        duration_ms: int = 1800,
+        heal_ms: int = 1000,
         membership: bool = True,
     ) -> None:
         self.seed = seed
@@ -309,12 +316,15 @@ class Simulation:
         elif kind == "client":
             self._client()
         elif kind == "isolate":
-            self._isolate(payload, self.rng.uniform(100, 500))
+            if self.now < self.duration:
+                self._isolate(payload, self.rng.uniform(100, 500))
         elif kind == "unblock":
             self.blocked.discard(payload)
         elif kind == "heal":
+            # Every fault stops: the network delivers everything (still reordered).
             self.trace.append((self.now, "heal", ""))
             self.blocked.clear()
+            self.drop_p = self.dup_p = 0.0
             for node in self.nodes.values():
                 node.stalled_until = 0
                 if node.core is None and not node.removed:

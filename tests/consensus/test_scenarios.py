@@ -31,5 +31,11 @@ def test_scenarios_exist() -> None:
         "prevote_rejoin",
         "checkquorum",
         "crash_vote",
+        "learner_promote",
+        "remove_leader",
+        "snapshot_catchup",
+        "readindex",
+        "transfer",
+        "slow_follower",
     ):
         assert required in names
