@@ -848,9 +848,7 @@ class Simulation:
             try:
                 idx = core.propose(data)
             except (NotLeader, ProposalDropped):
-                if core.lead_transferee:
-                    pass
-                return
+                return  # e.g. a transfer in progress: the client retries elsewhere
             self.proposals[data] = (node.id, core.term, idx)
         self._after_step(node)
 
