@@ -45,11 +45,11 @@ class Applier:
         self.alarm = alarm
         self.caught_up = caught_up
         self.metrics = metrics
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
 
     async def on_commit(self, entry: Committed) -> None:
         """One committed Raft entry, in log order."""
-        async with self._lock:
+        async with self.lock:
             if not self.chain.healthy():
                 return  # stopped: never skip a block, never apply past a bad one
             if entry.index <= self.chain.applied_index:
@@ -64,6 +64,11 @@ class Applier:
             t0 = time.perf_counter()
             try:
                 block = decode(entry.data, max_size=self.chain.params.max_block_bytes + 4096)
+                if self.chain.already_holds(block):
+                    # Brought here by a verified block transfer before the log re-delivered
+                    # it (node/raftlink.py): the same block, already checked and stored.
+                    self.chain.note_index(entry.index)
+                    return
                 # Off the event loop: signature checks and hashing (DESIGN §3).
                 checked = await asyncio.to_thread(self.chain.check, block)
             except LedgerError as exc:

@@ -89,6 +89,16 @@ class Chain:
         """A no-op Raft entry was applied (it makes no block)."""
         self._raft_index = max(self._raft_index, index)
 
+    def already_holds(self, block: Any) -> bool:
+        """Whether ``block`` is exactly one we already applied (same height, same hash)."""
+        try:
+            height = block["header"]["height"]
+            if not isinstance(height, int) or height < 1 or height > self.height:
+                return False
+            return self.store.block_hash(height) == block_hash(self.hash_alg, block["header"])
+        except (KeyError, TypeError, LedgerError):
+            return False
+
     def healthy(self) -> bool:
         """False once a committed block failed validity here."""
         return self.failure is None

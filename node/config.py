@@ -90,6 +90,11 @@ class RaftConfig:
     tick_ms: int = 50
     election_ticks: int = 10
     heartbeat_ticks: int = 2
+    #: Compact the Raft log once this many applied entries are stored (the ledger store is the
+    #: snapshot; a node that needs compacted entries catches up by verified block transfer).
+    compact_threshold: int = 10_000
+    #: Entries kept after compaction, so a briefly lagging follower catches up from the log.
+    compact_retain: int = 1_000
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,9 @@ class Node:
             chain=self.chain, after_apply=self.after_apply, alarm=self.raise_alarm,
             caught_up=self._caught_up, metrics=self.metrics,
         )
+        if hasattr(self.replicator, "after_block"):
+            self.replicator.after_block = self.after_apply
+            self.replicator.apply_lock = self.applier.lock
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
 
@@ -234,5 +237,8 @@ class Node:
             "chain_id": self.chain.chain_id.hex(),
             "alarms": [f"{k}: {v}" for k, v in sorted(self.alarms.items())],
             "cosigning": "stopped" if self.cosigner.stopped else "on",
+            "snapshots_installed": getattr(self.replicator, "snapshots_installed", 0),
+            "raft": self.replicator.log_status() if hasattr(self.replicator, "log_status")
+            else {},
             "evidence": self.cosigner.evidence,
         }

@@ -7,9 +7,13 @@
 * The runtime hands committed entries to an apply callback on its own worker thread; that
   callback runs the node's :class:`node.apply.Applier` on the event loop and waits for it, so
   entries apply strictly in order and the runtime's back-pressure covers apply.
-* The log is not compacted yet (``compact_threshold=None``): a lagging node catches up from the
-  Raft log. A verified transfer of stored blocks for compacted logs needs the runtime's
-  snapshot hook (``Ready.snapshot``), which it does not expose yet.
+* The Raft log is compacted up to the applied index (``[raft] compact_threshold``): the ledger
+  store is the snapshot (DESIGN §3). A node that needs compacted entries catches up by a
+  **verified transfer of stored blocks** (:meth:`RaftReplicator._install`, channel ``xfer``):
+  it asks a peer for the blocks above its head and checks each one exactly as apply does
+  (validity against its own state, hash link, proposer signature, Merkle root), and each
+  batch's checkpoint against a quorum of voter signatures, before it writes it. A peer that
+  sends anything else is dropped and another asked; nothing unverified is ever stored.
 
 Test-only failpoint ``equivocate``: the leader re-signs every block it sends to one follower
 with a different time, so two followers hold different (individually valid) blocks at one
@@ -27,13 +31,21 @@ from consensus.core import Config, NotLeader, ProposalDropped, RaftCore
 from consensus.logstore import LogStore
 from consensus.runtime import CommitUnknown, Runtime
 from consensus.transport import Member, Transport
-from consensus.types import ConfState, Entry, Role
+from consensus.types import ConfState, Entry, Role, SnapshotMeta
 from ledger.blocks import sign_block
+from ledger.checkpoints import check_checkpoint, verify_checkpoint_signatures
 from ledger.encoding import canonical, decode
+from ledger.errors import LedgerError
 from node.config import NodeConfig
 from node.replicator import AppFn, ApplyFn, Committed
 
 log = logging.getLogger("courtledger.raft")
+
+XFER = "xfer"
+XFER_REPLY = "xfer_r"
+#: One transfer answer holds at most this many blocks and (about) this many bytes.
+XFER_MAX_BLOCKS = 256
+XFER_MAX_BYTES = 16 * 1024 * 1024
 
 
 class RaftReplicator:
@@ -67,8 +79,18 @@ class RaftReplicator:
         )
         self.runtime = Runtime(
             self.core, self.logstore, self._send, self._apply_sync,
-            tick_interval=config.raft.tick_ms / 1000, compact_threshold=None,
+            tick_interval=config.raft.tick_ms / 1000,
+            compact_threshold=config.raft.compact_threshold,
+            compact_retain=config.raft.compact_retain,
+            install_snapshot=self._install,
         )
+        #: Set by the node: called for each block written by a transfer (like after apply).
+        self.after_block: Any = None
+        #: Set by the node: the applier's lock, held while a transferred block is written.
+        self.apply_lock: asyncio.Lock = asyncio.Lock()
+        self.snapshots_installed = 0
+        self._xfer: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._xfer_rid = 0
         self._on_commit: ApplyFn | None = None
         self._app: AppFn | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,6 +113,13 @@ class RaftReplicator:
 
     def last_index(self) -> int:
         return self.core.log.last_index()
+
+    def log_status(self) -> dict[str, int]:
+        """The Raft log's extent and the runtime's counters (for /v1/cluster)."""
+        return {"first_index": self.logstore.first_index(),
+                "last_index": self.logstore.last_index(),
+                "compactions": self.runtime.counters["compactions"],
+                "snapshots": self.runtime.counters["snapshots"]}
 
     def peers(self) -> list[str]:
         return sorted(n for n in self.transport.members if n != self.node_id)
@@ -153,6 +182,127 @@ class RaftReplicator:
 
     async def send_app(self, peer: str, channel: str, data: bytes) -> None:
         await self.transport.send_app(peer, channel, data)
+
+    # ------------------------------------------------------------------ block transfer
+
+    async def on_app(self, peer: str, channel: str, data: bytes) -> None:
+        """Block-transfer frames: requests (served from the store) and their answers."""
+        try:
+            msg = decode(data, max_size=XFER_MAX_BYTES + (1 << 20))
+            if not isinstance(msg, dict) or not isinstance(msg.get("rid"), int):
+                raise ValueError("a transfer frame is a map with an integer rid")
+        except (LedgerError, ValueError) as exc:
+            log.warning("dropping a transfer frame from %s: %s", peer, exc)
+            return
+        if channel == XFER:
+            reply = await asyncio.to_thread(self._serve, msg)
+            await self.transport.send_app(peer, XFER_REPLY, canonical(reply))
+        elif channel == XFER_REPLY:
+            fut = self._xfer.get(msg["rid"])
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    def _serve(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Stored blocks from ``msg["from"]`` (bounded), with our checkpoint of the last."""
+        start = msg.get("from")
+        if not isinstance(start, int) or start < 1:
+            return {"rid": msg["rid"], "error": "bad request"}
+        store = self.chain.store
+        # Raft index first, then the head: a block applied in between makes us claim a lower
+        # index for it, and the log re-delivering that block is harmless (already held).
+        head_raft = store.applied_raft_index()
+        head_height = store.head()[0]
+        blocks: list[bytes] = []
+        size = 0
+        h = start
+        while h <= head_height and len(blocks) < XFER_MAX_BLOCKS and size < XFER_MAX_BYTES:
+            block = store.block(h)
+            if block is None:
+                break
+            data = canonical(block)
+            blocks.append(data)
+            size += len(data)
+            h += 1
+        reply: dict[str, Any] = {"rid": msg["rid"], "blocks": blocks,
+                                 "head_height": head_height, "head_raft": head_raft}
+        if blocks:
+            got = store.checkpoint(h - 1)
+            if got is not None:
+                reply["checkpoint"] = {"cp": got[0], "sigs": got[1]}
+        return reply
+
+    async def _install(self, meta: SnapshotMeta) -> None:
+        """Runtime hook: bring the ledger up to Raft index ``meta.index`` by verified block
+        transfer from the leader (or any peer) before the log records the snapshot."""
+        log.info("catching up to Raft index %d by verified block transfer", meta.index)
+        while True:
+            leader = self.leader()
+            order = ([leader] if leader and leader != self.node_id else []) + [
+                p for p in self.peers() if p != leader]
+            for peer in order:
+                try:
+                    if await self._transfer_from(peer):
+                        self.chain.note_index(max(self.chain.applied_index, meta.index))
+                        self.snapshots_installed += 1
+                        log.info("caught up to height %d from %s", self.chain.height, peer)
+                        return
+                except (TimeoutError, KeyError, ConnectionError, LedgerError, ValueError) as exc:
+                    log.warning("block transfer from %s failed: %s", peer, exc)
+            await asyncio.sleep(0.5)
+
+    async def _transfer_from(self, peer: str) -> bool:
+        """Pull, verify and write blocks from ``peer`` until its head; True when done."""
+        while True:
+            self._xfer_rid += 1
+            rid = self._xfer_rid
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._xfer[rid] = fut
+            try:
+                await self.transport.send_app(
+                    peer, XFER, canonical({"rid": rid, "from": self.chain.height + 1}))
+                resp = await asyncio.wait_for(fut, 20)
+            finally:
+                self._xfer.pop(rid, None)
+            if "error" in resp:
+                raise ValueError(f"peer refused: {resp['error']}")
+            blocks, head_h, head_raft = resp["blocks"], resp["head_height"], resp["head_raft"]
+            for data in blocks:
+                block = decode(data, max_size=self.chain.params.max_block_bytes + 4096)
+                # Apply's lock: a transfer and the apply of already committed entries must
+                # never write the store at once.
+                async with self.apply_lock:
+                    if self.chain.already_holds(block):
+                        continue
+                    if not self.chain.healthy():
+                        raise ValueError(f"this node stopped applying: {self.chain.failure}")
+                    bhash, ids = await asyncio.to_thread(self.chain.check, block)
+                    height = block["header"]["height"]
+                    raft_index = max(self.chain.applied_index,
+                                     head_raft if height == head_h else 0)
+                    await asyncio.to_thread(self.chain.append, block, bhash, ids, raft_index)
+                    if self.after_block is not None:
+                        await self.after_block(block["header"], bhash, ids, False)
+            if "checkpoint" in resp:
+                self._adopt_checkpoint(resp["checkpoint"])
+            if self.chain.height >= head_h:
+                return True
+            if not blocks:
+                return False
+
+    def _adopt_checkpoint(self, item: Any) -> None:
+        """A peer's cosigned checkpoint of a block we now hold: it must describe our block
+        and carry a quorum of the voters in force (else the peer fed us a fork)."""
+        cp, sigs = item["cp"], item["sigs"]
+        check_checkpoint(cp)
+        h = cp["height"]
+        if cp != self.chain.checkpoint_body(h):
+            raise ValueError(f"the peer's checkpoint at height {h} is not of the blocks it sent")
+        need = self.chain.quorum_at(h)
+        valid = verify_checkpoint_signatures(cp, sigs, self.chain.voters_at(h))
+        if len(valid) < need:
+            raise ValueError(f"the peer's checkpoint at height {h} has {len(valid)} of {need} "
+                             "voter signatures")
+        self.chain.put_checkpoint(cp, [s for s in sigs if s.get("node") in valid])
 
     def _send(self, peer: str, message: dict[str, Any]) -> object:
         if self._equivocate and message.get("type") == "app" and message.get("entries"):
