@@ -357,8 +357,9 @@ class Runtime:
         self._apply_backlog = 0
         self._wake = asyncio.Event()
         self._apply_wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        # Proposers waiting for room, woken first come first served, only as many as fit
+        # (an Event would wake them all on every commit: quadratic with thousands waiting).
+        self._room_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._applied_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -441,8 +442,9 @@ class Runtime:
             # Back-pressure on the proposer, never on the Raft loop.
             if self.core.role != Role.LEADER:
                 break  # let core.propose raise NotLeader at once
-            self._room.clear()
-            await self._room.wait()
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room_waiters.append(waiter)
+            await waiter
         if self._stopping:
             raise CommitUnknown("the runtime is stopping")
         index = append()
@@ -450,6 +452,19 @@ class Runtime:
         self._pending[index] = (self.core.term, fut)
         self._wake.set()
         return await fut
+
+    def _wake_room(self, everyone: bool = False) -> None:
+        if everyone:
+            n = len(self._room_waiters)
+        elif self._apply_backlog >= self._max_apply_backlog:
+            n = 0
+        else:
+            n = self._max_pending - len(self._pending)
+        while n > 0 and self._room_waiters:
+            waiter = self._room_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                n -= 1
 
     def _has_room(self) -> bool:
         return (
@@ -580,7 +595,7 @@ class Runtime:
             self._fail_pending(CommitUnknown(f"leadership lost (new leader: {leader or '?'})"))
         if changed and self._on_leader_change is not None:
             self._on_leader_change(leader, self.core.term)
-        self._room.set()  # wake waiting proposers so they fail fast with NotLeader
+        self._wake_room(everyone=True)  # waiting proposers fail fast with NotLeader
 
     def _committed(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -599,8 +614,7 @@ class Runtime:
         self._apply_queue.append(entries)
         self._apply_backlog += len(entries)
         self._apply_wake.set()
-        if self._has_room():
-            self._room.set()
+        self._wake_room()
 
     def _fail_pending(self, exc: Exception) -> None:
         pending, self._pending = self._pending, {}
@@ -611,7 +625,7 @@ class Runtime:
         for read in reads.values():
             if not read.done():
                 read.set_exception(exc)
-        self._room.set()
+        self._wake_room(everyone=True)
 
     async def _apply_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -630,8 +644,7 @@ class Runtime:
             self.applied_index = batch[-1].index
             self._apply_backlog -= len(batch)
             self._applied_event.set()
-            if self._has_room():
-                self._room.set()
+            self._wake_room()
 
     def _maybe_compact(self) -> None:
         # Compaction up to the applied index (DESIGN §3: the ledger store is the snapshot).
