@@ -53,6 +53,7 @@ from .types import (
 )
 
 __all__ = [
+    "ApplyFailed",
     "Clock",
     "CommitUnknown",
     "coalesce",
@@ -74,6 +75,11 @@ class CommitUnknown(Exception):
     The entry may or may not be committed; the caller retries the same request (DESIGN §5:
     503 ``commit_unknown``).
     """
+
+
+class ApplyFailed(Exception):
+    """The application's ``apply`` raised; this node applies nothing more (DESIGN §3: a
+    committed entry is never skipped), so it takes no more proposals."""
 
 
 class Clock(Protocol):
@@ -367,6 +373,8 @@ class Runtime:
         hs, _ = store.initial_state()
         self._durable_term_vote = (hs.term, hs.vote)
         self._failed: BaseException | None = None
+        #: Set when the ``apply`` callback raised: applying has stopped for good.
+        self.apply_error: Exception | None = None
         self.applied_index = core.log.applied
         self.leader = core.lead
         self.role = core.role
@@ -438,7 +446,11 @@ class Runtime:
     async def _propose(self, append: Callable[[], int]) -> int:
         if self._failed is not None:
             raise CommitUnknown(f"the runtime failed: {self._failed!r}")
+        if self.apply_error is not None:
+            raise ApplyFailed(f"applying stopped: {self.apply_error!r}")
         while not self._has_room():
+            if self.apply_error is not None:
+                raise ApplyFailed(f"applying stopped: {self.apply_error!r}")
             # Back-pressure on the proposer, never on the Raft loop.
             if self.core.role != Role.LEADER:
                 break  # let core.propose raise NotLeader at once
@@ -636,11 +648,20 @@ class Runtime:
                 self._apply_wake.clear()
                 await self._apply_wake.wait()
                 continue
-            batch = self._apply_queue.popleft()
-            if self._apply_in_executor:
-                await loop.run_in_executor(self._applier, self._apply, batch)
-            else:
-                self._apply(batch)
+            batch = self._apply_queue[0]
+            try:
+                if self._apply_in_executor:
+                    await loop.run_in_executor(self._applier, self._apply, batch)
+                else:
+                    self._apply(batch)
+            except Exception as exc:
+                # A committed entry is never skipped (DESIGN §3): applying stops here, the
+                # batch stays queued, and proposals are refused; Raft itself goes on.
+                self.apply_error = exc
+                log.exception("%s: apply failed at index %d", self.core.id, batch[0].index)
+                self._wake_room(everyone=True)
+                return
+            self._apply_queue.popleft()
             self.applied_index = batch[-1].index
             self._apply_backlog -= len(batch)
             self._applied_event.set()

@@ -415,3 +415,28 @@ def test_far_behind_follower_catches_up_through_the_snapshot_hook(tmp_path: Path
         assert got == [b"s%d" % i for i in range(60)] + [b"healed"]
 
     run(tmp_path, body, compact_threshold=20, compact_retain=0)
+
+
+def test_apply_failure_stops_applying_and_refuses_proposals(tmp_path: Path) -> None:
+    from consensus.runtime import ApplyFailed
+
+    async def body(c: Cluster) -> None:
+        leader = await c.leader()
+        node = leader.core.id
+
+        def picky(entries: list[Entry]) -> None:
+            for e in entries:
+                if e.data == b"bad":
+                    raise ValueError("block fails validity")
+                c.applied[node].append(e)
+
+        leader._apply = picky
+        await _settle(c, leader.propose(b"good"))
+        bad = await _settle(c, leader.propose(b"bad"))  # committed: Raft does not judge data
+        await c.advance(0.5)
+        assert isinstance(leader.apply_error, ValueError)
+        assert leader.applied_index < bad  # never skipped
+        with pytest.raises(ApplyFailed):
+            await leader.propose(b"more")
+
+    run(tmp_path, body)
