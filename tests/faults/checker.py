@@ -1,0 +1,184 @@
+"""The checker: after healing and convergence, compare the history with what every node holds.
+
+Violations it looks for (issue 11; each is a broken promise of docs/guarantees.md):
+
+1. two nodes hold different blocks at one height (the block hash differs);
+2. an entry appears more than once in the chain (no entry is ever stored twice);
+3. an acknowledged entry is missing, or sits at another ``height``/``leaf_index`` than its
+   acknowledgement named, on some node (an acknowledged write is never lost or moved);
+4. entries one client had acknowledged in order are committed out of that order;
+5. an entry refused with a 4xx is in the chain (a refusal changes nothing);
+6. a receipt issued during the run does not verify offline, or its checkpoint is not a prefix of
+   the final cosigned checkpoint (RFC 9162 §2.1.4 consistency);
+7. ``courtledger audit chain`` over a node does not pass.
+
+Unknown outcomes may be present or absent, at most once (2 covers them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ledger.entries import entry_id
+from ledger.errors import LedgerError
+from ledger.receipts import verify_consistency_proof, verify_receipt
+from ledger.store import LedgerStore
+from node.demo import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _auth(c: Cluster) -> dict[str, str]:
+    t = (c.folder / "keys" / "ji01-inspector.token").read_text().strip()
+    return {"Authorization": f"Bearer {t}"}
+
+
+def read_chain(c: Cluster, node: str) -> list[tuple[str, list[str], int]]:
+    """Blocks 1.. of a *stopped* node, from its store: (block hash, entry ids, first leaf)."""
+    store = LedgerStore.open(c.configs[node].data_dir / "ledger", c.genesis)
+    try:
+        out = []
+        for b in store.iter_blocks(1):
+            h = b["header"]["height"]
+            bh = store.block_hash(h)
+            assert bh is not None
+            ids = [entry_id(c.genesis.hash_alg, e["payload"]).hex() for e in b["entries"]]
+            out.append((bh.hex(), ids, int(b["header"]["first_index"])))
+        return out
+    finally:
+        store.close()
+
+
+def check_live(c: Cluster, history: list[dict[str, Any]]) -> list[str]:
+    """The checks that need the (converged, running) nodes: every acknowledgement is answered
+    the same by every node's API, and every receipt holds against the final checkpoint."""
+    violations: list[str] = []
+    acked = [r for r in history if r["op"] == "ok"]
+    with httpx.Client(timeout=30) as http:
+        for n in c.ids:
+            for r in acked[:: max(1, len(acked) // 100)]:
+                got = http.get(c.internal(n) + f"/v1/entries/{r['eid']}", headers=_auth(c))
+                if got.status_code != 200 or (got.json()["height"], got.json()["leaf_index"]) \
+                        != (r["height"], r["leaf_index"]):
+                    violations.append(f"node {n} answers {got.status_code} {got.text[:120]} "
+                                      f"for acknowledged {r['eid']}")
+    receipts = [r["receipt"] for r in acked if r.get("receipt")]
+    violations += check_receipts(c, receipts)
+    return violations
+
+
+def check_stored(c: Cluster, history: list[dict[str, Any]], *, audit: bool = True) -> tuple[
+        list[str], dict[str, Any]]:
+    """The checks on the stores of the *stopped* nodes; return (violations, figures)."""
+    violations: list[str] = []
+    chains = {n: read_chain(c, n) for n in c.ids}
+    height = min(len(ch) for ch in chains.values())
+    first = max(c.ids, key=lambda n: len(chains[n]))
+    for n in c.ids:
+        for h, (a, b) in enumerate(zip(chains[first], chains[n], strict=False), start=1):
+            if a[0] != b[0]:
+                violations.append(f"nodes {first} and {n} hold different blocks at height {h}")
+                break
+    # Where each entry is, on the longest node (the others hold the same prefix, above).
+    where: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for h, (_, ids, first_index) in enumerate(chains[first], start=1):
+        for i, eid in enumerate(ids):
+            where[eid].append((h, first_index + i))
+    for eid, places in where.items():
+        if len(places) > 1:
+            violations.append(f"entry {eid} stored {len(places)} times: {places}")
+    acked = [r for r in history if r["op"] == "ok"]
+    unknown = [r for r in history if r["op"] == "unknown"]
+    failed = [r for r in history if r["op"] == "fail"]
+    for r in acked:
+        at = where.get(r["eid"])
+        if not at:
+            violations.append(f"acknowledged entry {r['eid']} (client {r['client']} seq "
+                              f"{r['seq']}, height {r['height']}) is not in the chain")
+        elif at[0] != (r["height"], r["leaf_index"]):
+            violations.append(f"acknowledged entry {r['eid']} at {at[0]}, acknowledged at "
+                              f"{(r['height'], r['leaf_index'])}")
+        elif r["height"] > height:
+            violations.append(f"acknowledged entry {r['eid']} at height {r['height']} is "
+                              f"missing on a node that stops at {height}")
+    for r in failed:
+        if r["eid"] in where:
+            violations.append(f"refused entry {r['eid']} ({r['code']}) is in the chain")
+    by_client: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in acked:
+        by_client[r["client"]].append(r)
+    for client, rs in by_client.items():
+        rs.sort(key=lambda r: r["seq"])
+        for a, b in zip(rs, rs[1:], strict=False):
+            if a["leaf_index"] >= b["leaf_index"]:
+                violations.append(f"client {client}: seq {a['seq']} at leaf {a['leaf_index']} "
+                                  f"but seq {b['seq']} at leaf {b['leaf_index']}")
+    if audit:
+        violations += run_audit(c, first)
+    figures = {"height": height, "entries": sum(len(x[1]) for x in chains[first]),
+               "acked": len(acked), "unknown": len(unknown), "failed": len(failed),
+               "unknown_present": sum(1 for r in unknown if r["eid"] in where),
+               "receipts": sum(1 for r in acked if r.get("receipt"))}
+    return violations, figures
+
+
+def check_receipts(c: Cluster, receipts: list[dict[str, Any]]) -> list[str]:
+    """Each receipt verifies with the genesis file alone, and its checkpoint is consistent with
+    the latest cosigned checkpoint (a consistency proof from a node, verified offline)."""
+    out: list[str] = []
+    if not receipts:
+        return out
+    node = c.ids[0]
+    latest = httpx.get(c.internal(node) + "/v1/checkpoints/latest", headers=_auth(c),
+                       timeout=10).json()
+    final_size = int(latest["checkpoint"]["tree_size"])
+    final_root = latest["checkpoint"]["root"]
+    with httpx.Client(timeout=30) as http:
+        for rec in receipts:
+            try:
+                facts = verify_receipt(rec, c.genesis)
+            except LedgerError as exc:
+                out.append(f"receipt does not verify: {exc}")
+                continue
+            if facts.tree_size > final_size:
+                out.append(f"receipt at tree size {facts.tree_size} beyond the final "
+                           f"checkpoint {final_size}")
+                continue
+            if facts.tree_size == final_size:
+                if facts.root.hex() != final_root:
+                    out.append(f"receipt root differs from the final one at {final_size}")
+                continue
+            r = http.get(c.internal(node) + "/v1/consistency",
+                         params={"first": facts.tree_size, "second": final_size},
+                         headers=_auth(c))
+            if r.status_code != 200:
+                out.append(f"no consistency proof {facts.tree_size}→{final_size}: {r.text}")
+                continue
+            proof = r.json()
+            try:
+                verify_consistency_proof(proof, c.genesis)
+            except LedgerError as exc:
+                out.append(f"consistency proof {facts.tree_size}→{final_size}: {exc}")
+                continue
+            if proof["first"]["checkpoint"]["root"] != facts.root.hex():
+                out.append(f"receipt root at {facts.tree_size} is not the cosigned one")
+    return out
+
+
+def run_audit(c: Cluster, node: str) -> list[str]:
+    """``courtledger audit chain --data`` over one stopped node's store (exit 0 expected)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "audit", "chain", "--data",
+         str(c.configs[node].data_dir / "ledger"), "--consortium",
+         str(c.folder / "genesis.toml"), "--json"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    if out.returncode != 0:
+        return [f"audit chain exit {out.returncode}: {out.stdout[-500:]} {out.stderr[-500:]}"]
+    return []

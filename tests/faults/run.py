@@ -1,0 +1,296 @@
+"""Fault schedules against a real three-node cluster, and the long run (``make faults``).
+
+``python -m tests.faults.run --seed S --seeds N [--steps K]`` runs N schedules (seeds S…S+N-1),
+each on a fresh cluster whose peer links pass through :class:`~tests.faults.proxy.FaultProxy`:
+
+1. start the cluster and the recorded workload (:mod:`tests.faults.history`);
+2. run the schedule the seed chooses (printed first): kill -9 of the leader or a follower and a
+   restart, SIGSTOP/SIGCONT pauses longer than the election timeout, a node cut off by a
+   partition, a one-way partition (the leader hears but is not heard), delayed links;
+3. heal every fault, restart and resume every node, let the workload run a little longer,
+   stop it, wait until every node holds the same head, and run the checker
+   (:mod:`tests.faults.checker`).
+
+A clean schedule's folder is removed; a failing one keeps its data directories, logs and
+history, and the seed is printed with the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node.demo import Cluster
+from node.init import init_consortium
+from tests.e2e.test_cluster import free_base_port
+
+from .checker import check_live, check_stored
+from .history import History, Workload
+from .proxy import FaultProxy
+
+#: Fault kinds a schedule draws from.
+KINDS = ("kill_leader", "kill_follower", "pause_leader", "pause_follower", "isolate_leader",
+         "isolate_follower", "oneway_leader", "delay")
+
+
+class FaultCluster(Cluster):
+    """A :class:`Cluster` whose peers talk through a proxy, with kill/pause bookkeeping."""
+
+    def __init__(self, folder: Path, proxy: FaultProxy, extra_env: dict[str, str] | None = None,
+                 ) -> None:
+        super().__init__(folder, extra_env)
+        self.proxy = proxy
+        self.node_env: dict[str, dict[str, str]] = {i: {} for i in self.ids}
+        for src in self.ids:
+            for dst in self.ids:
+                if src != dst:
+                    raft = self.configs[dst].listen.raft
+                    port = proxy.add(src, dst, (raft.host, raft.port))
+                    # DESIGN §4: [peers] overrides a peer's address; the pin still applies.
+                    self.node_env[src][f"COURTLEDGER_PEERS__{dst.upper()}"] = \
+                        f"127.0.0.1:{port}"
+        self.paused: set[str] = set()
+        self.kills = 0
+        self.pauses = 0
+
+    def start(self, node_id: str, env: dict[str, str] | None = None) -> None:
+        super().start(node_id, {**self.node_env[node_id], **(env or {})})
+
+    def kill(self, node_id: str) -> None:
+        """kill -9 (works on a paused process too)."""
+        self.paused.discard(node_id)
+        self.stop(node_id, signal.SIGKILL)
+        self.kills += 1
+
+    def pause(self, node_id: str) -> None:
+        self.procs[node_id].send_signal(signal.SIGSTOP)
+        self.paused.add(node_id)
+        self.pauses += 1
+
+    def resume(self, node_id: str) -> None:
+        if node_id in self.paused and node_id in self.procs:
+            self.procs[node_id].send_signal(signal.SIGCONT)
+        self.paused.discard(node_id)
+
+    def stop_all(self) -> None:
+        for n in list(self.paused):
+            self.resume(n)
+        super().stop_all()
+
+    def leader(self) -> str | None:
+        for i in self.procs:
+            if i in self.paused:
+                continue
+            st = self.status(i)
+            if st and st.get("leader"):
+                return str(st["leader"])
+        return None
+
+
+@dataclass
+class Step:
+    """One fault of a schedule: its kind, how long it lasts, the pause after it."""
+
+    kind: str
+    hold_s: float
+    gap_s: float
+
+
+def schedule(seed: int, steps: int) -> list[Step]:
+    """The schedule a seed chooses (deterministic; printed before the run)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(steps):
+        # Kills of the leader come first in short runs: the fault that matters most.
+        kind = "kill_leader" if i == 0 else rng.choice(KINDS)
+        out.append(Step(kind, round(rng.uniform(1.0, 3.0), 2), round(rng.uniform(0.5, 1.5), 2)))
+    return out
+
+
+def _wait_node(c: FaultCluster, node: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(c.internal(node) + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+
+
+def apply_step(c: FaultCluster, step: Step, rng: random.Random, log: list[str]) -> None:
+    """Inject one fault, hold it, lift it."""
+    leader = c.leader()
+    running = [n for n in c.ids if n in c.procs and n not in c.paused]
+    if leader is None or leader not in running:
+        leader = rng.choice(running)
+    followers = [n for n in running if n != leader] or [leader]
+    target = leader if step.kind.endswith("leader") else rng.choice(followers)
+    log.append(f"{time.strftime('%H:%M:%S')} {step.kind} {target} hold {step.hold_s}s")
+    if step.kind.startswith("kill"):
+        c.kill(target)
+        time.sleep(step.hold_s)
+        c.start(target)
+        _wait_node(c, target, 30)
+    elif step.kind.startswith("pause"):
+        c.pause(target)
+        time.sleep(step.hold_s)  # > the election timeout (10 ticks of 50 ms)
+        c.resume(target)
+    elif step.kind.startswith("isolate"):
+        c.proxy.partition([target], [n for n in c.ids if n != target])
+        time.sleep(step.hold_s)
+        c.proxy.heal()
+    elif step.kind == "oneway_leader":
+        for n in c.ids:
+            if n != target:
+                c.proxy.cut(target, n)  # it hears the others; nobody hears it
+        time.sleep(step.hold_s)
+        c.proxy.heal()
+    elif step.kind == "delay":
+        for n in c.ids:
+            if n != target:
+                c.proxy.delay(target, n, 0.05)
+                c.proxy.delay(n, target, 0.05)
+        time.sleep(step.hold_s)
+        c.proxy.heal()
+    time.sleep(step.gap_s)
+
+
+def converge(c: FaultCluster, timeout: float = 120, same_head: bool = True) -> None:
+    """Heal, resume, restart; wait until every node is ready (and holds the same head)."""
+    c.proxy.heal()
+    for n in list(c.paused):
+        c.resume(n)
+    for n in c.ids:
+        if n not in c.procs:
+            c.start(n)
+    c.wait_ready(timeout=timeout)
+    if not same_head:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        heads = []
+        for n in c.ids:
+            try:
+                heads.append(httpx.get(c.internal(n) + "/v1/head", timeout=5).json())
+            except httpx.HTTPError:
+                heads.append({})
+        if heads[0] and all(h == heads[0] for h in heads):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no convergence: {heads}")
+        time.sleep(0.5)
+
+
+@dataclass
+class Result:
+    """What one schedule did and found."""
+
+    seed: int
+    folder: Path
+    steps: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    kills: int = 0
+    pauses: int = 0
+    seconds: float = 0.0
+
+
+def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
+                 keep: bool = False, out: Any = sys.stdout) -> Result:
+    """One seeded schedule on a fresh cluster under ``root``; see the module docstring."""
+    t0 = time.monotonic()
+    folder = root / f"seed-{seed}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    sched = schedule(seed, steps)
+    print(f"fault schedule seed={seed}: " + ", ".join(s.kind for s in sched), file=out,
+          flush=True)
+    init_consortium(folder, 3, base_port=free_base_port())
+    proxy = FaultProxy()
+    c = FaultCluster(folder, proxy)
+    res = Result(seed, folder)
+    history = History(folder / "history.jsonl")
+    work: Workload | None = None
+    try:
+        c.start_all()
+        c.wait_ready(timeout=120)
+        work = Workload(c, history, clients=clients, seed=seed)
+        work.start()
+        time.sleep(1.5)
+        rng = random.Random(seed ^ 0x5EED)
+        for step in sched:
+            apply_step(c, step, rng, res.steps)
+        converge(c, same_head=False)
+        time.sleep(2.0)  # the workload runs on the healed cluster a little
+        work.stop()
+        converge(c)
+        res.violations += check_live(c, history.records)
+        c.stop_all()
+        v, res.figures = check_stored(c, history.records)
+        res.violations += v
+    except Exception as exc:  # noqa: BLE001 - a run that cannot finish is a failure to report
+        res.violations.append(f"run failed: {type(exc).__name__}: {exc}")
+    finally:
+        if work is not None:
+            work.stop()
+        history.close()
+        res.kills, res.pauses = c.kills, c.pauses
+        c.stop_all()
+        proxy.close()
+        res.seconds = round(time.monotonic() - t0, 1)
+    if res.violations:
+        print(f"FAULT RUN FAILED seed={seed}: data, logs and history kept in {folder}",
+              file=out, flush=True)
+        for v in res.violations[:20]:
+            print("  " + v, file=out, flush=True)
+    elif not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.faults.run", description=__doc__)
+    ap.add_argument("--seed", type=int, default=None, help="first seed (random if omitted)")
+    ap.add_argument("--seeds", type=int, default=1, help="how many schedules")
+    ap.add_argument("--steps", type=int, default=12, help="faults per schedule")
+    ap.add_argument("--clients", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=None, help="where runs live (default: a temp dir)")
+    ap.add_argument("--minutes", type=float, default=None, help="stop starting schedules after")
+    args = ap.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
+    root = args.dir or Path(tempfile.mkdtemp(prefix="courtledger-faults-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"fault runs: first seed {seed}, {args.seeds} schedule(s) of {args.steps} faults, "
+          f"in {root}", flush=True)
+    t0 = time.monotonic()
+    totals = {"schedules": 0, "failed": 0, "kills": 0, "pauses": 0, "acked": 0, "unknown": 0}
+    for s in range(seed, seed + args.seeds):
+        if args.minutes is not None and time.monotonic() - t0 > args.minutes * 60:
+            break
+        r = run_schedule(s, args.steps, root, clients=args.clients)
+        totals["schedules"] += 1
+        totals["failed"] += bool(r.violations)
+        totals["kills"] += r.kills
+        totals["pauses"] += r.pauses
+        totals["acked"] += int(r.figures.get("acked", 0))
+        totals["unknown"] += int(r.figures.get("unknown", 0))
+        print(json.dumps({"seed": s, "ok": not r.violations, "kills": r.kills,
+                          "pauses": r.pauses, "seconds": r.seconds, **r.figures}), flush=True)
+    print("TOTAL " + json.dumps(totals), flush=True)
+    return 1 if totals["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
