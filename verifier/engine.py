@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,6 +32,13 @@ from verifier.periods import CALENDAR_ID
 from verifier.policy import CaseView, Context, Hit
 from verifier.records import Record
 from verifier.rules import RULES, Rule
+from verifier.store import (
+    CaseStore,
+    MemoryCaseStore,
+    NullCaseStore,
+    decode_entry,
+    encode_entry,
+)
 
 
 def _cite(c: Any) -> tuple[tuple[bytes, int | None], ...]:
@@ -76,13 +83,20 @@ class Inspector:
     def __init__(self, config: InspectConfig = DEFAULT_CONFIG, *, hash_alg: str = "sha256",
                  onboarded: Mapping[str, int] | None = None, now: int = 0,
                  rules: Iterable[Rule] | None = None,
-                 identities: Mapping[str, bytes] | None = None) -> None:
+                 identities: Mapping[str, bytes] | None = None,
+                 store: CaseStore | None = None, cache_cases: int = 1024) -> None:
         self.config = config
         self.hash_alg = hash_alg
         self.now = now
         self.rules = [r for r in (rules if rules is not None else RULES)
                       if config.enabled(r.id)]
-        self.cases: dict[str, CaseState] = {}
+        # Every case's entries, compactly (the derived store), its court, its entry count, and
+        # the most recently used cases kept decoded.
+        self._store: CaseStore = store if store is not None else MemoryCaseStore()
+        self._courts: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+        self._decoded: OrderedDict[str, CaseState] = OrderedDict()
+        self._cache_cases = max(1, cache_cases)
         self.onboarded: dict[str, int] = dict(onboarded or {})
         self.evidence: dict[bytes, Record] = {}  # evidence entries not filed under a case
         self._findings: dict[str, list[Finding]] = {}
@@ -95,7 +109,6 @@ class Inspector:
         self._identity_key: dict[str, bytes] = dict(identities or {})
         self._compromised: dict[bytes, tuple[int, tuple[bytes, int | None], str]] = {}
         self._signer_readers: dict[bytes, set[str]] = defaultdict(set)
-        self._seq = 0
         self.height: int | None = None
         self.evaluations = 0
         # One lock for state changes and reads: a node applies blocks on one thread and
@@ -155,11 +168,18 @@ class Inspector:
             return set(self._evidence_readers.get(sha, ()))
         if not isinstance(case_no, str) or not case_no:
             return set()
-        state = self.cases.get(case_no)
-        if state is None:
-            state = self.cases[case_no] = CaseState(case_no)
-        self._seq += 1
-        if not state.add(rec, self._seq):
+        n = self._counts.get(case_no, 0)
+        self._counts[case_no] = n + 1
+        self._courts.setdefault(case_no, str(p.get("court", "")))
+        if not isinstance(self._store, NullCaseStore):
+            self._store.append(case_no, encode_entry(rec))
+        state = self._decoded.get(case_no)
+        if state is None and n == 0:
+            # A new case starts decoded: the next evaluation needs it anyway.
+            state = self._decoded[case_no] = CaseState(case_no)
+            if len(self._decoded) > self._cache_cases:
+                self._decoded.popitem(last=False)
+        if state is not None and not state.add(rec, n):
             return set()
         signer = p.get("signer")
         if kind == "event" and isinstance(signer, bytes):
@@ -197,9 +217,38 @@ class Inspector:
                 out.add(case_no)
         return out
 
+    @property
+    def cases(self) -> Mapping[str, str]:
+        """Every case number known, with its court."""
+        return self._courts
+
+    def _state(self, case_no: str) -> CaseState | None:
+        st = self._decoded.get(case_no)
+        if st is not None:
+            self._decoded.move_to_end(case_no)
+            return st
+        if case_no not in self._courts:
+            return None
+        st = CaseState(case_no)
+        for i, item in enumerate(self._store.items(case_no)):
+            st.add(decode_entry(item), i)
+        self._decoded[case_no] = st
+        if len(self._decoded) > self._cache_cases:
+            self._decoded.popitem(last=False)
+        return st
+
+    def forget(self, case_no: str) -> None:
+        """Drop a case's state and findings (streaming inspection, once a case is done)."""
+        with self._lock:
+            self._store.drop(case_no)
+            self._decoded.pop(case_no, None)
+            self._courts.pop(case_no, None)
+            self._counts.pop(case_no, None)
+            self._findings.pop(case_no, None)
+
     def view(self, case_no: str) -> CaseView | None:
         """The corrected view of one case, or None if unknown."""
-        st = self.cases.get(case_no)
+        st = self._state(case_no)
         if st is None:
             return None
         return CaseView(st.case, st.court, st.view(), st.evidence)
@@ -237,7 +286,7 @@ class Inspector:
     def reevaluate_all(self) -> None:
         """Evaluate every case again (after a configuration or calendar change)."""
         with self._lock:
-            self._evaluate(set(self.cases))
+            self._evaluate(set(self._courts))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -264,8 +313,8 @@ class Inspector:
         """Per court: cases, violations and warnings by severity, cases with a CRIT violation."""
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
-            items = [(st.court, list(self._findings.get(c, [])))
-                     for c, st in self.cases.items()]
+            items = [(court, list(self._findings.get(c, [])))
+                     for c, court in self._courts.items()]
         for court, case_findings in items:
             s = out.setdefault(court, {"cases": 0, "violations": {}, "warnings": {},
                                        "cases_with_crit": 0})
@@ -319,7 +368,8 @@ def stream_inspect(records: Iterable[Record], now: int,
     original must come before the case resumed from it). Evidence filed under no case is kept.
     Yields findings case by case.
     """
-    insp = Inspector(config, now=now, **kwargs)
+    # One case at a time stays decoded, so nothing needs keeping in a store.
+    insp = Inspector(config, now=now, store=NullCaseStore(), **kwargs)
     rulings: dict[str, CaseView] = {}
 
     def linked(case_no: str) -> CaseView | None:
@@ -337,7 +387,7 @@ def stream_inspect(records: Iterable[Record], now: int,
         out = [to_finding(r, view, h) for r in insp.rules for h in r.verify(view, ctx)]
         if view.ruling is not None:
             rulings[case_no] = CaseView(case_no, view.court, [view.ruling])
-        del insp.cases[case_no]
+        insp.forget(case_no)
         insp.evaluations += 1
         return out
 
