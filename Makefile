@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SEEDS  ?= 100000
 
-.PHONY: run test sim lint typecheck bench clean
+.PHONY: run test sim lint typecheck bench clean faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) run artifacts
+
+## faults: the long fault-injection run (SEEDS=N)
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults.run --seeds $(SEEDS)
