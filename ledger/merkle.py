@@ -351,11 +351,6 @@ class LRUCache:
 # The incremental log.
 
 
-def _largest_power_of_two_below(n: int) -> int:
-    """The ``k`` of RFC 9162 §2.1.1: the largest power of two strictly smaller than ``n > 1``."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
 class MerkleLog:
     """An append-only RFC 9162 Merkle log over a :class:`NodeStore`.
 
@@ -498,28 +493,36 @@ class MerkleLog:
         return proof
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
-        """The RFC 9162 §2.1.4.1 consistency proof ``PROOF(old_size, D[0:new_size])``."""
+        """The RFC 9162 §2.1.4.1 consistency proof ``PROOF(old_size, D[0:new_size])``.
+
+        Computed bottom-up (same hashes, same order as the RFC's recursion): the old tree's
+        last perfect subtree, node ``(shift, (old_size - 1) >> shift)`` where ``2**shift`` is
+        the largest power of two dividing ``old_size``, is one node of the new tree; the proof
+        is that node (omitted when it is the whole old tree, whose root the verifier has) and
+        then its inclusion path in the new tree, as in :meth:`inclusion_proof`.
+        """
         n = self._check_size(new_size)
         m = old_size
         if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m <= n:
             raise ValueError(f"old size {old_size!r} is not between 0 and {n}")
         if m == 0 or m == n:
             return []
-        proof: list[bytes] = []
-        lo, hi = 0, n
-        complete = True  # the RFC's flag b: is [lo, lo + m) a subtree the verifier already has?
-        # SUBPROOF(m, D[lo:hi], b), unrolled: each step records one sibling, deepest last.
-        while True:
-            if m == hi - lo:
-                if not complete:
-                    proof.append(self._range_hash(lo, hi))
-                break
-            k = _largest_power_of_two_below(hi - lo)
-            if m <= k:
-                proof.append(self._range_hash(lo + k, hi))
-                hi = lo + k
-            else:
-                proof.append(self._node(k.bit_length() - 1, lo // k))
-                lo, m, complete = lo + k, m - k, False
-        proof.reverse()
+        shift = (m & -m).bit_length() - 1
+        index = (m - 1) >> shift
+        proof: list[bytes] = [] if index == 0 else [self._node(shift, index)]
+        inner, _ = _inner_and_border(index, ((n - 1) >> shift) + 1)
+        for step in range(inner):
+            level = shift + step
+            sibling = (index >> step) ^ 1
+            start = sibling << level
+            if start + (1 << level) <= n:
+                proof.append(self._node(level, sibling))
+            else:  # the right sibling cut short by the end of the new tree
+                proof.append(self._range_hash(start, n))
+        level, rest = shift + inner, index >> inner
+        while rest:
+            if rest & 1:
+                proof.append(self._node(level, rest ^ 1))
+            rest >>= 1
+            level += 1
         return proof
