@@ -10,7 +10,9 @@ The API a node uses (it imports only ``ledger``)::
 
     from verifier import Inspector, InspectConfig, Record, records_from_blocks
 
-    insp = Inspector(InspectConfig(), hash_alg="sha256", onboarded={"吉0102": genesis_time})
+    insp = Inspector(InspectConfig(), hash_alg="sha256", onboarded={"吉0102": genesis_time},
+                     identities={"officer-1": public_key},        # genesis identities (KEY-01)
+                     store=LevelDBCaseStore(data_dir / "inspect"))  # default: in memory
     insp.ingest(records_from_blocks([block]), now=block_time)   # per applied block
     insp.advance_time(now_ms)                   # deadlines that fell due since (cheap)
     insp.findings(case=, court=, rule=, severity=, kind=)      # list[Finding], report order
@@ -21,8 +23,12 @@ The API a node uses (it imports only ``ledger``)::
 - :class:`Record` ``(entry_id, height, recorded_at, payload)`` is the engine's one input; the
   entry id is ``H(canonical(payload))``. :func:`records_from_blocks` makes them from DESIGN §2
   blocks, :func:`read_jsonl` from an events file.
-- The engine's state is derived and rebuildable: a full run over the same records at the same
-  ``now`` gives the same findings (tested after every block of a generated workload).
+- The engine's state is derived and rebuildable (a LevelDB case store is wiped when opened:
+  replay the chain into it): a full run over the same records at the same ``now`` gives the
+  same findings (tested after every block of a generated workload). The Inspector is
+  thread-safe (one lock): apply blocks on one thread, serve findings from others.
+- A ``report`` body's ``height`` must be below the height of the block that will hold it
+  (ledger validity); ``ruleset`` and ``findings`` are lowercase hex.
 - :func:`verifier.report.reproduce` re-derives a ``report`` entry from the chain;
   ``courtledger inspect`` (:mod:`verifier.cli`) is the command line.
 - :mod:`verifier.synth` writes a realistic workload with its ground truth; ``demo_items`` gives
@@ -34,12 +40,15 @@ from verifier.engine import Inspector, inspect_records, stream_inspect
 from verifier.findings import Finding, findings_digest
 from verifier.records import Record, read_jsonl, records_from_blocks
 from verifier.report import build_report_body, reproduce
+from verifier.store import LevelDBCaseStore, MemoryCaseStore
 
 __all__ = [
     "DEFAULT_CONFIG",
     "Finding",
     "InspectConfig",
     "Inspector",
+    "LevelDBCaseStore",
+    "MemoryCaseStore",
     "Record",
     "build_report_body",
     "findings_digest",

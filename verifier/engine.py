@@ -1,9 +1,11 @@
 """The incremental inspection engine, with its own derived state.
 
-The engine keeps, per case, every event and evidence entry (:class:`~verifier.cases.CaseState`)
-and the findings of its last evaluation. It is rebuildable from the chain at any time: nothing
-in it is authoritative, and a full re-run over the same records at the same ``now`` yields the
-same findings (the incremental test checks exactly that after every block).
+The engine keeps, per case, every event and evidence entry in its derived store
+(:mod:`verifier.store`: compact entries in memory, or on disk in LevelDB), the recently used
+cases decoded (:class:`~verifier.cases.CaseState`), and the findings of each case's last
+evaluation. It is rebuildable from the chain at any time: nothing in it is authoritative, and
+a full re-run over the same records at the same ``now`` yields the same findings (the
+incremental test checks exactly that after every block).
 
 A case is re-evaluated when:
 - one of its entries arrives (event, correction, void, evidence filed under it);
