@@ -837,15 +837,25 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m verifier.synth``: write a workload and its ground truth."""
     ap = argparse.ArgumentParser(prog="python -m verifier.synth", description=__doc__.split(
         "\n")[0])
-    ap.add_argument("--cases", type=int, default=1000)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cases", type=int, default=1000,
+                    help="cases to generate (a resumed 执恢 pair counts as one)")
+    ap.add_argument("--seed", type=int, default=1, help="random seed (same seed, same file)")
     ap.add_argument("--now", default=DEFAULT_NOW,
                     help="inspection time the workload is built for (ISO date or ms)")
-    ap.add_argument("--defect-rate", type=float, default=0.3)
+    ap.add_argument("--defect-rate", type=float, default=0.3,
+                    help="share of cases with one defect, spread over all defects")
     ap.add_argument("--rate", action="append", default=[], metavar="DEFECT=RATE",
                     help="rate of one defect (repeatable); replaces --defect-rate")
-    ap.add_argument("--out", default="events.jsonl")
+    ap.add_argument("--out", default="events.jsonl",
+                    help="events file; the ground truth goes to <stem>.truth.json beside it")
+    ap.add_argument("--list-defects", action="store_true",
+                    help="list the defects and the findings each produces, then exit")
     args = ap.parse_args(argv)
+    if args.list_defects:
+        for name, (flows, found) in sorted(DEFECTS.items()):
+            print(f"{name:12} {', '.join(f'{r} {k}' for r, k in sorted(found)):40} "
+                  f"flows: {', '.join(flows)}")
+        return 0
     rates = {}
     for item in args.rate:
         name, _, value = item.partition("=")
