@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from casebook import O1, Book, Ev, compliant, day
-from test_rules import cited, hits
+from test_inspect_rules import cited, hits
 
 
 def meta(book: Book, etype: str, target: Ev, n: float, body: dict[str, Any] | None = None,

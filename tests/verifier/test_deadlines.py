@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from casebook import A1, CASE, D1, O1, Book, compliant, day
-from test_rules import hits, move
+from test_inspect_rules import hits, move
 
 from verifier.periods import (
     DAY_MS,
