@@ -46,7 +46,7 @@ import hashlib
 import os
 import struct
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +252,11 @@ class LedgerStore:
         self._tree_size: int = head["tree_size"]
         self.log = MerkleLog(self.alg, self.nodes, size=self._tree_size)
         self._head_header = self._read_header(self._head_height)
+        #: Test-only failure injection (issue 11): when set (by the node, from its failpoints),
+        #: called with ``"before-block"`` just before a block's synced batch is written and
+        #: ``"after-block"`` / ``"after-checkpoint"`` once a synced write returned. None in
+        #: production; ``ledger`` imports nothing of the node, so the node injects it.
+        self.sync_hook: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -622,6 +627,8 @@ class LedgerStore:
                     }
                 )
                 batch.put(_HEAD, _seal(_HEAD, head))
+                if self.sync_hook is not None:
+                    self.sync_hook("before-block")
                 try:
                     batch.write()
                 except plyvel.Error as exc:
@@ -635,6 +642,8 @@ class LedgerStore:
             self._head_height, self._head_hash = height, bhash
             self._head_header, self._head_raft = dict(header), raft_index
             self._tree_size = self.log.size
+            if self.sync_hook is not None:
+                self.sync_hook("after-block")
             return bhash
 
     def _stage_entries(self, batch: Any, entries: Sequence[Mapping[str, Any]], height: int) -> None:
@@ -812,6 +821,8 @@ class LedgerStore:
                 batch.write()
             except plyvel.Error as exc:
                 raise StoreError(f"cannot write the checkpoint at height {height}: {exc}") from exc
+            if self.sync_hook is not None:
+                self.sync_hook("after-checkpoint")
 
     def _read_checkpoint(self, height: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         key = b"K" + _u64(height)
