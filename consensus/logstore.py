@@ -22,6 +22,7 @@ mapped to :class:`LogStoreError` here and never escape raw.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -68,6 +69,11 @@ class LogStore:
         turns fsync off: for tests only, it breaks the durability rule.
         """
         self._sync = sync
+        #: Test-only failure injection (issue 11), set by the node from its failpoints: called
+        #: with ``"before-save"`` before a save's synced batch, then ``"after-save"`` (or
+        #: ``"after-vote"`` when the save recorded a new vote, whose reply leaves only after
+        #: it) once it returned. None in production; ``consensus`` imports nothing of ours.
+        self.sync_hook: Callable[[str], None] | None = None
         try:
             self._db = plyvel.DB(path, create_if_missing=True)
         except (plyvel.Error, OSError) as exc:
@@ -164,6 +170,8 @@ class LogStore:
                 raise LogStoreError(
                     f"append at {first} would leave a gap after {self.last_index()}"
                 )
+        if self.sync_hook is not None:
+            self.sync_hook("before-save")
         try:
             with self._db.write_batch(sync=sync and self._sync) as batch:
                 if entries:
@@ -180,8 +188,12 @@ class LogStore:
         if entries:
             del self._ents[entries[0].index - base :]
             self._ents.extend(entries)
+        new_vote = hard_state is not None and (hard_state.term, hard_state.vote) != (
+            self._hs.term, self._hs.vote) and bool(hard_state.vote)
         if hard_state is not None:
             self._hs = HardState(hard_state.term, hard_state.vote, hard_state.commit)
+        if self.sync_hook is not None:
+            self.sync_hook("after-vote" if new_vote else "after-save")
 
     def compact(self, index: int, conf: ConfState) -> None:
         """Drop entries up to ``index`` (the application has applied them; DESIGN §3: the
