@@ -24,6 +24,7 @@ BUG_SEEDS = 500
 pytestmark = pytest.mark.sim
 
 
+@pytest.mark.slow
 def test_ci_seeds_are_clean_and_cover_every_fault() -> None:
     s = run_seeds(1, CI_SEEDS)
     report = "\n".join(v.format() for v in s.violations[:3])
