@@ -500,8 +500,11 @@ class Runtime:
         return index
 
     async def wait_applied(self, index: int) -> None:
-        """Wait until the application has applied ``index``."""
+        """Wait until the application has applied ``index`` (:class:`ApplyFailed` if applying
+        has stopped)."""
         while self.applied_index < index:
+            if self.apply_error is not None:
+                raise ApplyFailed(f"applying stopped: {self.apply_error!r}")
             self._applied_event.clear()
             await self._applied_event.wait()
 
@@ -558,6 +561,10 @@ class Runtime:
             meta = rd.snapshot
             if self._install_snapshot is None:
                 raise RuntimeError(f"snapshot to {meta.index} received but no install hook")
+            # Entries committed before the snapshot are applied first, so the application
+            # sees its data move forward in order and nothing is applied twice.
+            if self._apply_queue:
+                await self.wait_applied(self._apply_queue[-1][-1].index)
             await self._install_snapshot(meta)
             await loop.run_in_executor(self._disk, lambda: self.store.apply_snapshot(meta))
             self.applied_index = max(self.applied_index, meta.index)
@@ -660,6 +667,7 @@ class Runtime:
                 self.apply_error = exc
                 log.exception("%s: apply failed at index %d", self.core.id, batch[0].index)
                 self._wake_room(everyone=True)
+                self._applied_event.set()  # waiters see the error
                 return
             self._apply_queue.popleft()
             self.applied_index = batch[-1].index

@@ -438,5 +438,7 @@ def test_apply_failure_stops_applying_and_refuses_proposals(tmp_path: Path) -> N
         assert leader.applied_index < bad  # never skipped
         with pytest.raises(ApplyFailed):
             await leader.propose(b"more")
+        with pytest.raises(ApplyFailed):
+            await leader.wait_applied(bad)
 
     run(tmp_path, body)
