@@ -69,6 +69,10 @@ async def _main(cfg: NodeConfig) -> int:
     log = logging.getLogger("courtledger.node")
     try:
         node = Node(cfg)
+        # Test-only failure injection (COURTLEDGER_FAILPOINTS); a no-op when none is set.
+        from node.failpoints import install
+
+        install(node)
     except Exception as exc:  # noqa: BLE001 - one line, then exit 2 (DESIGN §6)
         print(f"courtledger: cannot start node {cfg.node_id}: {exc}", file=sys.stderr)
         return 2
