@@ -110,3 +110,17 @@ def test_derived_store_on_disk_with_a_tiny_cache_gives_the_same_findings(tmp_pat
     strip = [(f.case, f.rule, f.kind, f.due, [i for i, _ in f.entries]) for f in got]
     assert strip == [(f.case, f.rule, f.kind, f.due, [i for i, _ in f.entries])
                      for f in expected]
+
+
+def test_settings_from_toml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    path = tmp_path / "inspect.toml"
+    path.write_text('[inspect]\npayout_days = 20\ndisabled_rules = ["ZB-23"]\n')
+    cfg = InspectConfig.from_toml(path)
+    assert cfg.payout_days == 20 and not cfg.enabled("ZB-23")
+    assert cfg.ruleset_hash() != InspectConfig().ruleset_hash()
+    assert all(r.id != "ZB-23" for r in Inspector(cfg).rules)
+    path.write_text("[inspect]\npayout_dayz = 20\n")
+    with pytest.raises(ValueError, match="payout_dayz"):
+        InspectConfig.from_toml(path)
