@@ -111,6 +111,7 @@ class Inspector:
         self._identity_key: dict[str, bytes] = dict(identities or {})
         self._compromised: dict[bytes, tuple[int, tuple[bytes, int | None], str]] = {}
         self._signer_readers: dict[bytes, set[str]] = defaultdict(set)
+        self._index_signers = True  # off when streaming: each case is judged once, at the end
         self.height: int | None = None
         self.evaluations = 0
         # One lock for state changes and reads: a node applies blocks on one thread and
@@ -184,7 +185,7 @@ class Inspector:
         if state is not None and not state.add(rec, n):
             return set()
         signer = p.get("signer")
-        if kind == "event" and isinstance(signer, bytes):
+        if self._index_signers and kind == "event" and isinstance(signer, bytes):
             self._signer_readers[signer].add(case_no)
         out = {case_no}
         if kind == "evidence":
@@ -372,6 +373,7 @@ def stream_inspect(records: Iterable[Record], now: int,
     """
     # One case at a time stays decoded, so nothing needs keeping in a store.
     insp = Inspector(config, now=now, store=NullCaseStore(), **kwargs)
+    insp._index_signers = False
     rulings: dict[str, CaseView] = {}
 
     def linked(case_no: str) -> CaseView | None:
