@@ -362,19 +362,25 @@ def inspect_records(records: Iterable[Record], now: int,
     return insp
 
 
+RESUMED_KEPT = 100_000
+
+
 def stream_inspect(records: Iterable[Record], now: int,
                    config: InspectConfig = DEFAULT_CONFIG, **kwargs: Any) -> Iterable[Finding]:
     """Inspect records grouped by case (an events file written case by case) in bounded memory.
 
     Each case is evaluated when the next case starts and its state is then dropped; only the
-    ruling of each finished case is kept, for the ZB-37 link of a later 执恢 case (so an
-    original must come before the case resumed from it). Evidence filed under no case is kept.
+    ruling of a finished case that was resumed is kept (the last :data:`RESUMED_KEPT`), for
+    the ZB-37 link of its 执恢 case, which must come after it. Evidence filed under no case is
+    kept.
     Yields findings case by case.
     """
     # One case at a time stays decoded, so nothing needs keeping in a store.
     insp = Inspector(config, now=now, store=NullCaseStore(), **kwargs)
     insp._index_signers = False
-    rulings: dict[str, CaseView] = {}
+    # Rulings of finished cases that were resumed (only those can be a 执恢 case's original),
+    # the most recent RESUMED_KEPT of them: memory stays bounded however long the stream.
+    rulings: OrderedDict[str, CaseView] = OrderedDict()
 
     def linked(case_no: str) -> CaseView | None:
         return insp.view(case_no) or rulings.get(case_no)
@@ -390,7 +396,10 @@ def stream_inspect(records: Iterable[Record], now: int,
                       compromised=insp._compromised.get if insp._compromised else None)
         out = [to_finding(r, view, h) for r in insp.rules for h in r.verify(view, ctx)]
         if view.ruling is not None:
-            rulings[case_no] = CaseView(case_no, view.court, [view.ruling])
+            if view.first("RESUMED") is not None:
+                rulings[case_no] = CaseView(case_no, view.court, [view.ruling])
+                if len(rulings) > RESUMED_KEPT:
+                    rulings.popitem(last=False)
         insp.forget(case_no)
         insp.evaluations += 1
         return out
