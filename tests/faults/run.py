@@ -48,9 +48,13 @@ class FaultCluster(Cluster):
     """A :class:`Cluster` whose peers talk through a proxy, with kill/pause bookkeeping."""
 
     def __init__(self, folder: Path, proxy: FaultProxy, extra_env: dict[str, str] | None = None,
-                 ) -> None:
+                 first_env: dict[str, dict[str, str]] | None = None) -> None:
         super().__init__(folder, extra_env)
         self.proxy = proxy
+        #: Environment for a node's first start only (e.g. a one-shot crash failpoint).
+        self.first_env = first_env or {}
+        self.started: set[str] = set()
+        self.crashes = 0  #: processes that died on their own (a crash failpoint) and restarted
         self.node_env: dict[str, dict[str, str]] = {i: {} for i in self.ids}
         for src in self.ids:
             for dst in self.ids:
@@ -65,7 +69,19 @@ class FaultCluster(Cluster):
         self.pauses = 0
 
     def start(self, node_id: str, env: dict[str, str] | None = None) -> None:
-        super().start(node_id, {**self.node_env[node_id], **(env or {})})
+        first = self.first_env.get(node_id, {}) if node_id not in self.started else {}
+        self.started.add(node_id)
+        super().start(node_id, {**self.node_env[node_id], **first, **(env or {})})
+
+    def reap_crashed(self) -> list[str]:
+        """Restart every node whose process exited by itself; return their ids."""
+        dead = [n for n, p in self.procs.items() if p.poll() is not None]
+        for n in dead:
+            self.procs.pop(n)
+            self.paused.discard(n)
+            self.crashes += 1
+            self.start(n)
+        return dead
 
     def kill(self, node_id: str) -> None:
         """kill -9 (works on a paused process too)."""
@@ -167,6 +183,19 @@ def apply_step(c: FaultCluster, step: Step, rng: random.Random, log: list[str]) 
     time.sleep(step.gap_s)
 
 
+def wait_ready_reaping(c: FaultCluster, timeout: float = 120) -> None:
+    """Wait until every node is ready, restarting nodes that a crash failpoint killed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c.reap_crashed()
+        try:
+            c.wait_ready(timeout=5)
+            return
+        except (TimeoutError, RuntimeError):
+            if time.monotonic() > deadline:
+                raise
+
+
 def converge(c: FaultCluster, timeout: float = 120, same_head: bool = True) -> None:
     """Heal, resume, restart; wait until every node is ready (and holds the same head)."""
     c.proxy.heal()
@@ -175,7 +204,7 @@ def converge(c: FaultCluster, timeout: float = 120, same_head: bool = True) -> N
     for n in c.ids:
         if n not in c.procs:
             c.start(n)
-    c.wait_ready(timeout=timeout)
+    wait_ready_reaping(c, timeout)
     if not same_head:
         return
     deadline = time.monotonic() + timeout
@@ -204,11 +233,15 @@ class Result:
     figures: dict[str, Any] = field(default_factory=dict)
     kills: int = 0
     pauses: int = 0
+    crashes: int = 0
     seconds: float = 0.0
 
 
 def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
-                 keep: bool = False, out: Any = sys.stdout) -> Result:
+                 keep: bool = False, out: Any = sys.stdout,
+                 env: dict[str, str] | None = None,
+                 first_env: dict[int, dict[str, str]] | None = None,
+                 node_env: dict[int, dict[str, str]] | None = None) -> Result:
     """One seeded schedule on a fresh cluster under ``root``; see the module docstring."""
     t0 = time.monotonic()
     folder = root / f"seed-{seed}"
@@ -219,19 +252,25 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
           flush=True)
     init_consortium(folder, 3, base_port=free_base_port())
     proxy = FaultProxy()
-    c = FaultCluster(folder, proxy)
+    ids = [n.id for n in Cluster(folder).genesis.nodes]
+    c = FaultCluster(folder, proxy, extra_env=env,
+                     first_env={ids[i]: e for i, e in (first_env or {}).items()})
+    for i, e in (node_env or {}).items():
+        c.node_env[ids[i]].update(e)  # kept across restarts (slow disk, skewed clock)
     res = Result(seed, folder)
     history = History(folder / "history.jsonl")
     work: Workload | None = None
     try:
         c.start_all()
-        c.wait_ready(timeout=120)
+        wait_ready_reaping(c)
         work = Workload(c, history, clients=clients, seed=seed)
         work.start()
         time.sleep(1.5)
         rng = random.Random(seed ^ 0x5EED)
         for step in sched:
             apply_step(c, step, rng, res.steps)
+            for n in c.reap_crashed():
+                res.steps.append(f"{n} crashed by itself (failpoint); restarted")
         converge(c, same_head=False)
         time.sleep(2.0)  # the workload runs on the healed cluster a little
         work.stop()
@@ -246,7 +285,7 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
         if work is not None:
             work.stop()
         history.close()
-        res.kills, res.pauses = c.kills, c.pauses
+        res.kills, res.pauses, res.crashes = c.kills, c.pauses, c.crashes
         c.stop_all()
         proxy.close()
         res.seconds = round(time.monotonic() - t0, 1)
