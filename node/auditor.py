@@ -314,6 +314,8 @@ class ChainAudit:
     source: str
     state: AuditState | None = None
     notes: list[str] = field(default_factory=list)
+    #: Entries already audited when the run resumed (not counted in its speed).
+    state_entries_before: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -325,8 +327,6 @@ class ChainAudit:
         """Entries verified per second in this run (resumed entries not counted)."""
         done = self.report.entries - (self.state_entries_before or 0)
         return done / self.seconds if self.seconds > 0 else 0.0
-
-    state_entries_before: int | None = None
 
 
 #: Problems that only restate an earlier break (the log or the heads no longer line up).
