@@ -213,9 +213,12 @@ def _envelope_bytes(env: Mapping[str, Any]) -> tuple[bytes, bytes]:
     ``{payload, sig}`` ("payload" sorts before "sig") is ``0x82 "payload" P "sig" S``. Anything
     else falls back to encoding twice.
     """
-    if len(env) == 2 and "payload" in env and isinstance(env.get("sig"), bytes):
+    sig = env.get("sig")
+    if len(env) == 2 and "payload" in env and isinstance(sig, bytes):
         payload_bytes = canonical(env["payload"])
-        return _ENVELOPE_HEAD + payload_bytes + _SIG_KEY + canonical(env["sig"]), payload_bytes
+        # bin 8 (0xc4, one length byte) is the smallest family for 0-255 bytes.
+        sig_bytes = b"\xc4" + bytes([len(sig)]) + sig if len(sig) < 256 else canonical(sig)
+        return _ENVELOPE_HEAD + payload_bytes + _SIG_KEY + sig_bytes, payload_bytes
     return canonical(env), canonical(env["payload"])
 
 

@@ -396,6 +396,8 @@ def test_envelope_bytes_equal_canonical(world: Any) -> None:
 
     envs = [world.document("clerk-0", i) for i in range(5)]
     envs.append({"payload": {"a": 1}, "sig": b""})
+    envs.append({"payload": {"a": 1}, "sig": b"s" * 255})
+    envs.append({"payload": {"a": 1}, "sig": b"s" * 256})
     envs.append({"payload": {"a": 1}, "sig": b"x" * 300, "extra": 1})
     for env in envs:
         data, payload_bytes = _envelope_bytes(env)
