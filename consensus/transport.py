@@ -195,8 +195,11 @@ class Transport:
 
     def _drop_peer(self, peer: str) -> None:
         link = self._links.pop(peer, None)
-        if link is not None and link.task is not None:
-            link.task.cancel()
+        if link is not None:
+            if link.writer is not None:
+                link.writer.close()
+            if link.task is not None:
+                link.task.cancel()
         for writer in self._inbound.pop(peer, set()):
             writer.close()
 
@@ -239,7 +242,10 @@ class Transport:
             writer.close()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=5)
+            if stuck:
+                log.warning("%s: %d peer links did not stop in time", self.node_id, len(stuck))
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -279,23 +285,26 @@ class Transport:
         while not self._stopped:
             try:
                 host, port = parse_address(self.address_of(link.peer))
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that races with the connection completing, leaving a link alive after stop.
+                async with asyncio.timeout(self._handshake_timeout * 2):
+                    reader, writer = await asyncio.open_connection(
                         host,
                         port,
                         ssl=self._client_ctx,
                         server_hostname=link.peer,
                         ssl_handshake_timeout=self._handshake_timeout,
                         limit=1 << 16,
-                    ),
-                    self._handshake_timeout * 2,
-                )
+                    )
             except (OSError, ssl.SSLError, TimeoutError, ValueError, KeyError) as exc:
                 self.counters["connect_failures"] += 1
                 log.debug("%s: dial %s failed: %r", self.node_id, link.peer, exc)
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, self._backoff[1])
                 continue
+            if self._stopped or self._links.get(link.peer) is not link:
+                writer.close()  # stopped, or this peer was dropped, while we were dialling
+                return
             ssl_object = writer.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
             member = self._members.get(link.peer)

@@ -25,6 +25,8 @@ from consensus.types import Entry, HardState, MalformedMessage, Message, Role, S
 
 IDS = ["a", "b", "c"]
 
+pytestmark = pytest.mark.timeout(60)
+
 
 class Net:
     """Loopback delivery with partitions (a set of cut node ids)."""

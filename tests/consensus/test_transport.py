@@ -20,10 +20,13 @@ Received = list[tuple[str, str, Any]]
 # CPython 3.11's StreamWriter.__del__ trips over a writer whose TLS connection was lost during
 # or right after the handshake (its transport is None); these tests cause exactly that on
 # purpose.  Only that message is ignored.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function StreamWriter.__del__"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <function StreamWriter.__del__"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
+    pytest.mark.timeout(60),
+]
 
 
 def _certs(tmp: Path, names: list[str]) -> dict[str, tuple[bytes, str, str]]:
