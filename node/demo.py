@@ -60,6 +60,9 @@ class Cluster:
              str(self.folder / f"{node_id}.toml")],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             env={**os.environ, **self.extra_env, **(env or {})},
+            # Own session: Ctrl-C in the terminal reaches the demo, which then stops every
+            # node with SIGTERM in order, instead of all processes at once.
+            start_new_session=True,
         )
         log.close()
 
@@ -154,6 +157,12 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
             click.echo(f"courtledger: {out} exists and is not a demo folder; pass --dir", err=True)
             return 2
         shutil.rmtree(out)
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)  # `kill <demo>` stops the nodes too
+    # Ctrl-C stops the demo even when started from a shell that ignores SIGINT in background.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     click.echo(f"▶ courtledger demo: {courts} courts on loopback, data in {out}")
     init_consortium(out, courts, base_port=base_port)
     cluster = Cluster(out)
@@ -221,7 +230,7 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
                 click.echo("courtledger: a node exited; stopping the demo", err=True)
                 return 1
             except KeyboardInterrupt:
-                click.echo("")
+                _say("")
         return 0
     except (RuntimeError, TimeoutError) as exc:
         click.echo(f"courtledger: demo failed: {exc}", err=True)
