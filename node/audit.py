@@ -1065,7 +1065,7 @@ def _export_store(data: Path, consortium: Path | None) -> tuple[Iterator[tuple[s
     """Frames from a stopped node's store, read through ``LedgerStore``'s checked reads."""
     from ledger.genesis import genesis_from_consortium
     from ledger.store import LedgerStore
-    from node.auditsource import DataDirSource
+    from node.auditsource import DataDirSource, ledger_dir
 
     genesis = _load_genesis(consortium)
     if genesis is None:
@@ -1082,7 +1082,7 @@ def _export_store(data: Path, consortium: Path | None) -> tuple[Iterator[tuple[s
         except LedgerError as exc:
             _die(EXIT_INTEGRITY, f"{data}: consortium map: {exc.detail}")
     try:
-        store = LedgerStore.open(data, genesis)
+        store = LedgerStore.open(ledger_dir(data), genesis)
     except LedgerError as exc:
         _die(EXIT_USAGE, f"cannot open the data dir {data}: {exc.detail}")
 

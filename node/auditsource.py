@@ -195,6 +195,14 @@ _CHECK = 8
 _U64 = struct.Struct(">Q")
 
 
+def ledger_dir(path: Path) -> Path:
+    """The LevelDB ledger store under a node's ``data_dir`` (``<data_dir>/ledger``, as the node
+    lays it out), or ``path`` itself when it is the store."""
+    if not (path / "CURRENT").exists() and (path / "ledger" / "CURRENT").exists():
+        return path / "ledger"
+    return path
+
+
 class DataDirSource(ChainSource):
     """A stopped node's LevelDB data dir, read record by record.
 
@@ -209,8 +217,8 @@ class DataDirSource(ChainSource):
     def __init__(self, path: Path) -> None:
         import plyvel
 
-        self.path = Path(path)
-        self.name = f"data dir {self.path}"
+        self.path = ledger_dir(Path(path))
+        self.name = f"data dir {Path(path)}"
         if not (self.path / "CURRENT").exists():
             raise SourceUnopenable(f"{self.path} is not a ledger data dir (no LevelDB there)")
         try:

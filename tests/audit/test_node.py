@@ -107,6 +107,11 @@ def test_audit_over_a_real_node(tmp_path: Path) -> None:
             await node.stop()
 
     asyncio.run(main())
+    # The node stopped: its data_dir (ledger/ and raft/ inside) is audited directly.
+    offline = cli(audit_group, "chain", "--data", str(tmp_path / "data"), "--consortium",
+                  genesis_file, "--json")
+    assert offline.exit_code == 0, (offline.stdout, offline.stderr)
+    assert json.loads(offline.stdout)["entries"] == 7
     chain = results["chain"]
     assert chain.exit_code == 0, (chain.stdout, chain.stderr)
     out = json.loads(chain.stdout)
