@@ -117,6 +117,16 @@ class InternalConfig:
 
 
 @dataclass(frozen=True)
+class TLSListenerConfig:
+    """HTTPS for a listener: certificate and key (PEM); ``client_ca`` asks clients for a
+    certificate signed by it (the internal listener's client certificates, DESIGN §5)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A node's whole configuration, with every path absolute."""
 
@@ -135,13 +145,19 @@ class NodeConfig:
     raft: RaftConfig = field(default_factory=RaftConfig)
     public: PublicConfig = field(default_factory=PublicConfig)
     internal: InternalConfig = field(default_factory=InternalConfig)
+    #: ``[public_tls]``: HTTPS on the public listener (browsers give the page its crypto only
+    #: in a secure context); without it, put a TLS proxy in front.
+    public_tls: TLSListenerConfig | None = None
+    #: ``[internal_tls]``: HTTPS with client certificates on the internal listener.
+    internal_tls: TLSListenerConfig | None = None
     #: Test-only failure injection (e.g. ``equivocate``); never set in production configs.
     failpoints: tuple[str, ...] = ()
 
 
 _TOP_KEYS = {
     "node_id", "genesis", "data_dir", "node_key", "tls_key", "tls_cert", "listen", "peers",
-    "builder", "raft", "public", "internal", "failpoints", "tokens",
+    "builder", "raft", "public", "internal", "failpoints", "tokens", "public_tls",
+    "internal_tls",
 }
 
 
@@ -243,8 +259,32 @@ def parse_config(
         isinstance(p, str) for p in failpoints_raw
     ):
         raise ConfigError("failpoints", "expected a list of strings")
+    def tls(name: str) -> TLSListenerConfig | None:
+        if name not in raw:
+            return None
+        sec = _section(raw, name)
+        for key in sec:
+            if key not in ("cert", "key", "client_ca"):
+                raise ConfigError(f"{name}.{key}", "unknown field")
+
+        def p(key: str, required: bool = True) -> Path | None:
+            if key not in sec:
+                if required:
+                    raise ConfigError(f"{name}.{key}", "missing")
+                return None
+            if not isinstance(sec[key], str) or not sec[key]:
+                raise ConfigError(f"{name}.{key}", "expected a path")
+            q = Path(sec[key]).expanduser()
+            return q if q.is_absolute() else (base / q).resolve()
+
+        cert, key = p("cert"), p("key")
+        assert cert is not None and key is not None
+        return TLSListenerConfig(cert, key, p("client_ca", required=False))
+
     return NodeConfig(
         path=path,
+        public_tls=tls("public_tls"),
+        internal_tls=tls("internal_tls"),
         node_id=node_id,
         genesis=a_path("genesis"),
         data_dir=a_path("data_dir"),
@@ -285,4 +325,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> NodeC
         p: Path | None = getattr(cfg, name)
         if p is not None and not p.is_file():
             raise ConfigError(name, f"no such file {p}")
+    for sec in ("public_tls", "internal_tls"):
+        t: TLSListenerConfig | None = getattr(cfg, sec)
+        for key in ("cert", "key", "client_ca"):
+            q = getattr(t, key) if t is not None else None
+            if q is not None and not q.is_file():
+                raise ConfigError(f"{sec}.{key}", f"no such file {q}")
     return cfg

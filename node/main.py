@@ -11,14 +11,16 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 
 from api.internal import create_internal_app
 from api.public import create_public_app
-from node.config import NodeConfig
+from node.config import NodeConfig, TLSListenerConfig
 
 
 class _Server(uvicorn.Server):
@@ -54,6 +56,17 @@ def setup_logging(node_id: str) -> None:
     logging.getLogger("courtledger").info("node %s starting", node_id)
 
 
+def _tls(t: TLSListenerConfig | None) -> dict[str, Any]:
+    """uvicorn's TLS settings for a listener (TLS 1.2+; client certificates if ``client_ca``)."""
+    if t is None:
+        return {}
+    out: dict[str, Any] = {"ssl_certfile": str(t.cert), "ssl_keyfile": str(t.key)}
+    if t.client_ca is not None:
+        out["ssl_ca_certs"] = str(t.client_ca)
+        out["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return out
+
+
 def run_node(cfg: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     setup_logging(cfg.node_id)
@@ -84,7 +97,7 @@ async def _main(cfg: NodeConfig) -> int:
     internal = _Server(uvicorn.Config(
         create_internal_app(node.service, max_body_bytes=cfg.internal.max_body_bytes),
         host=cfg.listen.internal.host, port=cfg.listen.internal.port,
-        log_level="warning", lifespan="off", access_log=False,
+        log_level="warning", lifespan="off", access_log=False, **_tls(cfg.internal_tls),
     ))
     public = _Server(uvicorn.Config(
         create_public_app(node.service, genesis=node.genesis,
@@ -92,11 +105,13 @@ async def _main(cfg: NodeConfig) -> int:
                           rate_per_second=cfg.public.rate_per_second,
                           rate_burst=cfg.public.rate_burst),
         host=cfg.listen.public.host, port=cfg.listen.public.port,
-        log_level="warning", lifespan="off", access_log=False,
+        log_level="warning", lifespan="off", access_log=False, **_tls(cfg.public_tls),
     ))
     servers = [asyncio.create_task(internal.serve()), asyncio.create_task(public.serve())]
-    log.info("node %s up: internal http://%s public http://%s", cfg.node_id,
-             cfg.listen.internal, cfg.listen.public)
+    scheme = {"internal": "https" if cfg.internal_tls else "http",
+              "public": "https" if cfg.public_tls else "http"}
+    log.info("node %s up: internal %s://%s public %s://%s", cfg.node_id, scheme["internal"],
+             cfg.listen.internal, scheme["public"], cfg.listen.public)
     done, _ = await asyncio.wait(
         [asyncio.create_task(stop.wait()), *servers], return_when=asyncio.FIRST_COMPLETED
     )

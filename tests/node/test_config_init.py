@@ -132,3 +132,21 @@ def test_the_documented_example_config_is_valid() -> None:
     # The example documents the defaults.
     assert cfg.builder == BuilderConfig() and cfg.public == PublicConfig()
     assert cfg.node_id == "ji01" and str(cfg.listen.internal) == "127.0.0.1:7202"
+
+
+def test_tls_sections_resolve_paths_and_name_a_missing_file(
+    consortium: tuple[Path, list[Path]],
+) -> None:
+    out, configs = consortium
+    with_tls = out / "tls.toml"
+    with_tls.write_text(configs[0].read_text() + '\n[public_tls]\ncert = "keys/spc.tls.crt"\n'
+                        'key = "keys/spc.tls.key"\n')
+    cfg = load_config(with_tls, env={})
+    assert cfg.public_tls is not None and cfg.public_tls.cert == out / "keys" / "spc.tls.crt"
+    assert cfg.internal_tls is None
+    bad = out / "tls-bad.toml"
+    bad.write_text(configs[0].read_text() + '\n[internal_tls]\ncert = "keys/spc.tls.crt"\n'
+                   'key = "keys/spc.tls.key"\nclient_ca = "keys/nope.pem"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, env={})
+    assert info.value.field == "internal_tls.client_ca"
