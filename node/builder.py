@@ -158,7 +158,7 @@ class BlockBuilder:
                 self._wake.set()
 
     def _max_entries(self) -> int:
-        return min(self.config.max_entries, self.chain.params.max_block_entries)
+        return min(self.config.max_entries, int(self.chain.params.max_block_entries))
 
     async def _build_one(self) -> None:
         budget = min(self.config.max_bytes, self.chain.params.max_block_bytes - BLOCK_OVERHEAD)

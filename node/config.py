@@ -188,7 +188,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def _typed(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+def _typed(cls: Any, raw: dict[str, Any], prefix: str) -> Any:
     """Build the dataclass ``cls`` from ``raw``, converting env strings and naming bad fields."""
     fields = cls.__dataclass_fields__
     kwargs: dict[str, Any] = {}
@@ -263,9 +263,9 @@ def parse_config(
         if name not in raw:
             return None
         sec = _section(raw, name)
-        for key in sec:
-            if key not in ("cert", "key", "client_ca"):
-                raise ConfigError(f"{name}.{key}", "unknown field")
+        for field_name in sec:
+            if field_name not in ("cert", "key", "client_ca"):
+                raise ConfigError(f"{name}.{field_name}", "unknown field")
 
         def p(key: str, required: bool = True) -> Path | None:
             if key not in sec:
@@ -277,9 +277,9 @@ def parse_config(
             q = Path(sec[key]).expanduser()
             return q if q.is_absolute() else (base / q).resolve()
 
-        cert, key = p("cert"), p("key")
-        assert cert is not None and key is not None
-        return TLSListenerConfig(cert, key, p("client_ca", required=False))
+        cert, keyfile = p("cert"), p("key")
+        assert cert is not None and keyfile is not None
+        return TLSListenerConfig(cert, keyfile, p("client_ca", required=False))
 
     return NodeConfig(
         path=path,

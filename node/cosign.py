@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ class Cosigner:
         chain: Any,
         signer: Signer,
         node_id: str,
-        send_all: Callable[[str, bytes], Awaitable[None]],
+        send_all: Callable[[str, bytes], Coroutine[Any, Any, None]],
         send_one: Callable[[str, str, bytes], Awaitable[None]],
         on_quorum: Callable[[int], None],
         alarm: Callable[[str, str], None],

@@ -169,7 +169,7 @@ class Node:
         self.service.notify_cosigned(height)
 
     def _caught_up(self, index: int) -> bool:
-        return self.replicator.commit_index() - index <= 2
+        return bool(self.replicator.commit_index() - index <= 2)
 
     async def send_all(self, channel: str, data: bytes) -> None:
         """Send an application frame to every other voter (best effort)."""
@@ -215,7 +215,7 @@ class Node:
 
     def lag_blocks(self) -> int:
         """How far apply trails the known commit (Raft entries ~ blocks)."""
-        return max(0, self.replicator.commit_index() - self.chain.applied_index)
+        return max(0, int(self.replicator.commit_index()) - self.chain.applied_index)
 
     def authenticate(self, token: str) -> str | None:
         """The identity of a bearer token (tokens are stored as SHA-256 digests)."""

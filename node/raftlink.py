@@ -23,6 +23,7 @@ height; their cosignature exchange must catch it (issue 6 e2e).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 from typing import Any
@@ -166,7 +167,7 @@ class RaftReplicator:
         """Runtime's apply thread: run the node's apply on the loop, in order, and wait."""
         assert self._loop is not None and self._on_commit is not None
         for e in entries:
-            fut = asyncio.run_coroutine_threadsafe(
+            fut: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
                 self._on_commit(Committed(e.index, e.term, e.type, e.data)), self._loop
             )
             fut.result()

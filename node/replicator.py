@@ -16,9 +16,9 @@ the same links; :meth:`Replicator.send_app` and the ``on_app`` callback carry th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Committed:
     data: bytes
 
 
-ApplyFn = Callable[[Committed], Awaitable[None]]
+ApplyFn = Callable[[Committed], Coroutine[Any, Any, None]]
 AppFn = Callable[[str, str, bytes], Awaitable[None]]
 
 
