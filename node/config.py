@@ -152,12 +152,14 @@ class NodeConfig:
     internal_tls: TLSListenerConfig | None = None
     #: Test-only failure injection (e.g. ``equivocate``); never set in production configs.
     failpoints: tuple[str, ...] = ()
+    #: ``[inspection]``: the closed-case inspection worker (``node.inspection``).
+    inspection: Any = None
 
 
 _TOP_KEYS = {
     "node_id", "genesis", "data_dir", "node_key", "tls_key", "tls_cert", "listen", "peers",
     "builder", "raft", "public", "internal", "failpoints", "tokens", "public_tls",
-    "internal_tls",
+    "internal_tls", "inspection",
 }
 
 
@@ -299,7 +301,19 @@ def parse_config(
         public=_typed(PublicConfig, _section(raw, "public"), "public"),
         internal=_typed(InternalConfig, _section(raw, "internal"), "internal"),
         failpoints=tuple(failpoints_raw),
+        inspection=_inspection(_section(raw, "inspection"), base),
     )
+
+
+def _inspection(raw: dict[str, Any], base: Path) -> Any:
+    """``[inspection]`` as :class:`node.inspection.InspectionSettings`."""
+    from node.inspection import parse_inspection
+
+    try:
+        return parse_inspection(raw, base)
+    except ValueError as exc:
+        name, _, detail = str(exc).partition(": ")
+        raise ConfigError(name, detail) from None
 
 
 def _missing(name: str) -> HostPort:
