@@ -126,7 +126,12 @@ class Config:
     ``voters`` and ``learners`` are the bootstrap membership (the genesis file's nodes), used
     only while the log has never been compacted: conf changes in the log are replayed on top.
     ``applied`` is the index the application already holds (entries up to it are not handed
-    out again after a restart). Ticks are logical: the runtime picks their length.
+    out again after a restart); it may not exceed the stored log's last index. A node whose
+    application is ahead of an empty Raft log (restored from a backup, DESIGN §4) passes
+    ``min(applied, storage.last_index())`` and skips entries it already holds by their Raft
+    index (the store records each block's). Ticks are logical: the runtime picks their
+    length. ``max_size_per_msg`` bounds one append; ``max_inflight_msgs`` and
+    ``max_inflight_bytes`` (0: no byte limit) bound what one follower may have unacknowledged.
     """
 
     id: str
