@@ -236,8 +236,8 @@ class InspectionWorker:
 
         Runs in a worker thread. Returns the number of blocks fed.
         """
-        from verifier import Record
         from ledger.crypto import hash_object
+        from verifier import Record
 
         n = 0
         while self.fed_height < upto and (limit is None or n < limit):

@@ -30,6 +30,7 @@ from node.chain import Chain
 from node.config import NodeConfig
 from node.cosign import CHANNEL as COSIGN_CHANNEL
 from node.cosign import Cosigner
+from node.inspection import InspectionWorker
 from node.service import FORWARD, FORWARD_REPLY, NodeServiceImpl
 
 log = logging.getLogger("courtledger.node")
@@ -100,6 +101,11 @@ class Node:
             chain=self.chain, after_apply=self.after_apply, alarm=self.raise_alarm,
             caught_up=self._caught_up, metrics=self.metrics,
         )
+        # The closed-case inspection over applied blocks (derived state; ``[inspection]``).
+        settings = getattr(config, "inspection", None)
+        self.inspection: InspectionWorker | None = None
+        if settings is None or settings.enabled:
+            self.inspection = InspectionWorker(self, settings)
         if hasattr(self.replicator, "after_block"):
             self.replicator.after_block = self.after_apply
             self.replicator.apply_lock = self.applier.lock
@@ -124,6 +130,8 @@ class Node:
         await self.replicator.start(self.applier.on_commit, self.on_app, self.chain.applied_index)
         self._tasks.append(asyncio.create_task(self.builder.run(), name="builder"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.inspection is not None:
+            self._tasks.append(asyncio.create_task(self.inspection.run(), name="inspection"))
 
     async def stop(self) -> None:
         """Stop cleanly: builder, consensus, then the store."""
@@ -162,6 +170,8 @@ class Node:
         self.metrics.height.set(header["height"])
         self.service.notify_applied(ids)
         self.builder.on_applied(header["height"], bhash, ids)
+        if self.inspection is not None:
+            self.inspection.on_applied(header["height"])
         await self.cosigner.on_applied(header, bhash, caught_up)
 
     def _on_quorum(self, height: int) -> None:

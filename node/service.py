@@ -28,6 +28,7 @@ from api.service import CommitUnknown, NotFound, Unavailable, Wait
 from ledger.encoding import canonical, decode
 from ledger.entries import admit, entry_id
 from ledger.errors import AdmissionError, LedgerError
+from node.inspection import InspectionReads
 
 log = logging.getLogger("courtledger.service")
 
@@ -46,7 +47,7 @@ class SubmitRefused(AdmissionError):
         self.status = status
 
 
-class NodeServiceImpl:
+class NodeServiceImpl(InspectionReads):
     """Glue between the HTTP apps and the running node (:class:`node.process.Node`)."""
 
     def __init__(self, node: Any) -> None:
