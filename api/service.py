@@ -142,3 +142,28 @@ class NodeService(Protocol):
     def metrics(self) -> tuple[bytes, str]:
         """Prometheus exposition bytes and content type."""
         ...
+
+    # The closed-case inspection (issue 8): the node's verifier engine over applied blocks.
+    # Each raises :class:`Unavailable` when inspection is switched off on the node.
+
+    def inspection_findings(self, *, case: str | None = None, court: str | None = None,
+                            rule: list[str] | None = None, severity: list[str] | None = None,
+                            kind: str | None = None) -> list[dict[str, Any]]:
+        """Current findings in report order, in the finding shape of domain/events.md (JSON),
+        plus ``filed_at`` (ms) when the case's filing is known."""
+        ...
+
+    def inspection_summary(self) -> dict[str, Any]:
+        """``{height, now, calendar, ruleset, reports, courts: {court: {cases, violations,
+        warnings, cases_with_crit, closed_zb, improper, share}}, rules, severities, months}``."""
+        ...
+
+    def inspection_deadlines(self, *, court: str | None = None,
+                             limit: int = 200) -> list[dict[str, Any]]:
+        """Deadline warnings (findings with a due date), soonest first, each with ``overdue``."""
+        ...
+
+    def inspection_case(self, case_no: str) -> dict[str, Any]:
+        """``{case, court, entries: [{entry_id, kind, type?, height, block_time, proof, ...}],
+        findings}``; :class:`NotFound` for an unknown case."""
+        ...
