@@ -26,6 +26,9 @@ MAX_DEPTH = 32
 #: Largest input :func:`decode` accepts unless the caller passes its own limit.
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
+_NIL = "nil is not allowed: omit an absent field instead"
+_FLOAT = "floats are not allowed: use integers (times are ms since the epoch)"
+
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
@@ -65,9 +68,9 @@ def _normalise(obj: Value, depth: int) -> Value:
         items.sort(key=lambda kv: kv[0])
         return {key: value for _, key, value in items}
     if obj is None:
-        raise EncodingError("nil is not allowed: omit an absent field instead")
+        raise EncodingError(_NIL)
     if isinstance(obj, float):
-        raise EncodingError("floats are not allowed: use integers (times are ms since the epoch)")
+        raise EncodingError(_FLOAT)
     raise EncodingError(f"type {type(obj).__name__} cannot be encoded")
 
 
@@ -88,15 +91,64 @@ def _refuse_ext(code: int, data: bytes) -> Value:
     raise EncodingError(f"ext type {code} is not allowed")
 
 
-def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Value]:
-    result: dict[str, Value] = {}
-    for key, value in pairs:
-        if not isinstance(key, str):
-            raise EncodingError(f"map key {key!r} is not a string")
-        if key in result:
-            raise EncodingError(f"duplicate map key {key!r}")
-        result[key] = value
-    return result
+_SCALARS = (bool, int, str, bytes)
+
+
+class _Checker:
+    """msgpack hooks that hold a decoded value to the data model as it is built.
+
+    msgpack calls the hooks bottom-up, once per container, so every element is checked once and
+    each container's depth is one more than its deepest child. What the hooks cannot see (integer
+    and length families) the single re-encoding in :func:`decode` catches.
+    """
+
+    __slots__ = ("depth",)
+
+    def __init__(self) -> None:
+        self.depth: dict[int, int] = {}
+
+    def _element_depth(self, value: Value) -> int:
+        kind = type(value)
+        if kind is list or kind is dict:
+            return self.depth[id(value)]
+        if kind in _SCALARS:
+            return 0
+        if value is None:
+            raise EncodingError(_NIL)
+        if kind is float:
+            raise EncodingError(_FLOAT)
+        raise EncodingError(f"type {kind.__name__} is not allowed")  # pragma: no cover
+
+    def _record(self, container: Value, deepest_child: int) -> None:
+        level = deepest_child + 1
+        if level > MAX_DEPTH:
+            raise EncodingError(f"nesting deeper than {MAX_DEPTH}")
+        self.depth[id(container)] = level
+
+    def list_hook(self, items: list[Value]) -> list[Value]:
+        deepest = 0
+        for item in items:
+            deepest = max(deepest, self._element_depth(item))
+        self._record(items, deepest)
+        return items
+
+    def pairs_hook(self, pairs: list[tuple[Any, Any]]) -> dict[str, Value]:
+        result: dict[str, Value] = {}
+        deepest = 0
+        previous: str | None = None
+        for key, value in pairs:
+            if type(key) is not str:
+                raise EncodingError(f"map key {key!r} is not a string")
+            # UTF-8 preserves code point order, so comparing str compares their UTF-8 bytes.
+            if previous is not None and key <= previous:
+                if key == previous:
+                    raise EncodingError(f"duplicate map key {key!r}")
+                raise EncodingError(f"not canonical: map key {key!r} is out of order")
+            previous = key
+            deepest = max(deepest, self._element_depth(value))
+            result[key] = value
+        self._record(result, deepest)
+        return result
 
 
 def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Value:
@@ -115,14 +167,17 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Value:
     if not data:
         raise EncodingError("empty input")
     try:
+        checker = _Checker()
         value = msgpack.unpackb(
             data,
             raw=False,
             use_list=True,
             strict_map_key=False,
-            object_pairs_hook=_pairs_to_dict,
+            object_pairs_hook=checker.pairs_hook,
+            list_hook=checker.list_hook,
             ext_hook=_refuse_ext,
         )
+        checker._element_depth(value)
     except EncodingError:
         raise
     except msgpack.ExtraData as exc:
@@ -133,7 +188,9 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Value:
         raise EncodingError(f"malformed MessagePack: {exc}") from exc
     except Exception as exc:  # msgpack's C extension may raise others on hostile input
         raise EncodingError(f"malformed MessagePack: {type(exc).__name__}: {exc}") from exc
-    if canonical(value) != data:
+    # The hooks proved the model (types, key order, depth); what is left to compare is the
+    # byte families, and msgpack-python emits exactly the smallest ones (DESIGN §2).
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise EncodingError(
             "not canonical: keys unsorted, or an integer or length not in its smallest family"
         )
