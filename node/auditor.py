@@ -44,9 +44,10 @@ from ledger.checkpoints import (
 from ledger.consortium import ConsortiumState
 from ledger.crypto import DIGEST_SIZE
 from ledger.encoding import canonical, decode
+from ledger.entries import encode_envelope
 from ledger.errors import CheckpointError, EncodingError, GenesisError, LedgerError, ProofError
 from ledger.genesis import Genesis, genesis_from_consortium
-from ledger.merkle import MerkleLog, verify_consistency
+from ledger.merkle import MerkleLog, leaf_hash, verify_consistency
 from node.auditsource import ChainSource, Item
 
 __all__ = [
@@ -98,6 +99,8 @@ class _FrontierStore:
 
     def __init__(self, nodes: Iterable[tuple[int, int, bytes]] = ()) -> None:
         self.latest: dict[int, tuple[int, bytes]] = {lv: (ix, h) for lv, ix, h in nodes}
+        #: The leaves appended since the caller last cleared this (one block's, in order).
+        self.leaves: list[bytes] = []
 
     def get_node(self, level: int, index: int) -> bytes | None:
         got = self.latest.get(level)
@@ -105,6 +108,8 @@ class _FrontierStore:
 
     def put_node(self, level: int, index: int, value: bytes) -> None:
         self.latest[level] = (index, value)
+        if level == 0:
+            self.leaves.append(value)
 
     def frontier(self, size: int) -> list[tuple[int, int, bytes]]:
         """``(level, index, hash)`` of the frontier at ``size`` leaves, largest first."""
@@ -416,7 +421,8 @@ class _Prefix:
         self.problems: list[Problem] = []
         self.broken = False
 
-    def add(self, block: Any) -> None:
+    def add(self, block: Any, raw: list[bytes] | None = None) -> None:
+        """Re-hash one block of the prefix (from the entries' stored bytes when given)."""
         header = block.get("header") if isinstance(block, dict) else None
         entries = block.get("entries") if isinstance(block, dict) else None
         if not isinstance(header, dict) or not isinstance(entries, list):
@@ -425,8 +431,13 @@ class _Prefix:
         try:
             if header.get("prev") != block_hash(self.alg, self.prev):
                 self._fail(header.get("height"), "hash link broken")
-            for env in entries:
-                self.log.append(entry_leaf(self.alg, env))
+            if raw is not None:
+                # The stored bytes themselves: a non-canonical rewrite changes the root too.
+                for data in raw:
+                    self.log.append(leaf_hash(data, self.alg))
+            else:
+                for env in entries:
+                    self.log.append(entry_leaf(self.alg, env))
         except (LedgerError, TypeError, ValueError) as exc:
             self._fail(header.get("height"), f"cannot be re-hashed ({exc})")
         self.prev = header
@@ -507,13 +518,16 @@ def audit_chain(
             height = header.get("height") if isinstance(header, dict) else None
             if prefix is not None and resume is not None:
                 if isinstance(height, int) and height <= resume.height:
-                    prefix.add(block)
+                    prefix.add(block, item.raw)
                     in_prefix = True
                     continue
                 if in_prefix:
                     prefix.finish()
                     in_prefix = False
+            verifier.frontier_store.leaves.clear()
             verifier.add_block(block)
+            if item.raw is not None:
+                problems.extend(_stored_bytes(verifier, block, item))
             blocks += 1
             got = block.get("entries") if isinstance(block, dict) else None
             entries += len(got) if isinstance(got, list) else 0
@@ -563,6 +577,38 @@ def audit_chain(
             saved_at=int(time.time() * 1000),
         )
     return audit
+
+
+def _stored_bytes(verifier: _ResumableVerifier, block: Any, item: Item) -> list[Problem]:
+    """Prove each entry of a block frame canonically encoded in the file (DESIGN §2).
+
+    ``item.raw`` holds each entry's bytes as the file stores them; the verifier appended the
+    leaf ``H(0x00 || canonical(envelope))`` of each (RFC 9162 §2.1.1). Equal leaves mean equal
+    bytes, so one hash per entry replaces encoding the frame a second time. When the verifier
+    could not append every leaf (a malformed block), each entry is encoded and compared.
+    """
+    assert item.raw is not None
+    header = block.get("header") if isinstance(block, dict) else None
+    height = header.get("height") if isinstance(header, dict) else None
+    where = height if isinstance(height, int) else None
+    leaves = verifier.frontier_store.leaves
+    entries = block.get("entries") if isinstance(block, dict) else None
+    out: list[Problem] = []
+    if len(leaves) == len(item.raw):
+        for i, (raw, leaf) in enumerate(zip(item.raw, leaves, strict=True)):
+            if leaf_hash(raw, verifier.hash_alg) != leaf:
+                out.append(Problem(where, i, "entry is not canonically encoded in the file "
+                                   f"(frame at byte offset {item.offset})"))
+        return out
+    for i, raw in enumerate(item.raw):
+        try:
+            same = isinstance(entries, list) and encode_envelope(entries[i]) == raw
+        except (LedgerError, TypeError, KeyError):
+            continue  # not encodable at all: the verifier reported it
+        if not same:
+            out.append(Problem(where, i, "entry is not canonically encoded in the file "
+                               f"(frame at byte offset {item.offset})"))
+    return out
 
 
 def _last_signed(

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ledger.bundle import MAX_FRAME, BundleError, BundleReader, Frame
+import msgpack
+
+from ledger.bundle import MAX_FRAME
 from ledger.checkpoints import from_file
-from ledger.encoding import decode
+from ledger.encoding import canonical, decode
 from ledger.errors import CheckpointError, EncodingError, LedgerError
 
 __all__ = [
@@ -79,6 +81,10 @@ class Item:
     value: Any = None
     damage: Damage | None = None
     size: int = 0
+    #: For a block read from a file: each entry's bytes as stored, to prove them canonical.
+    raw: list[bytes] | None = None
+    #: Where the item starts in its file.
+    offset: int | None = None
 
 
 class ChainSource:
@@ -106,36 +112,82 @@ class ChainSource:
 # ============================================================================ bundles
 
 
-class _LenientReader(BundleReader):
-    """A bundle reader that reports blocks out of order instead of stopping at them.
+_LEN = struct.Struct(">I")
+_BLOCK_KEY = canonical("block")
+_ENTRIES_KEY = canonical("entries")
+_HEADER_KEY = canonical("header")
+_SIG_KEY = canonical("sig")
 
-    ``ledger.bundle.BundleReader`` refuses a block whose height is not the next one; an
-    auditor wants to see every block anyway (the chain verifier then names what is broken),
-    so here the order check only records what it saw, and the caller turns it into a
-    :class:`Damage` naming the height that is missing or misplaced.
+
+def _array_head(n: int) -> bytes:
+    # MessagePack's smallest array family (DESIGN §2 canonical encoding).
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def split_block_frame(data: bytes) -> tuple[dict[str, Any], list[bytes]] | None:
+    """Decode a ``{"block": {entries, header, sig}}`` frame, keeping each entry's own bytes.
+
+    The strict decoder (``ledger.encoding.decode``) proves a frame canonical by encoding it
+    again, which costs as much as the rest of an entry's checks but its signature. Here the
+    frame is unpacked by msgpack's C unpacker, and canonicity is proved piece by piece
+    instead: the header and the signature are re-encoded (small), the frame must be exactly
+    the canonical shell around the pieces, and each entry's bytes are returned so that the
+    caller compares ``H(0x00 || bytes)`` with the leaf the chain verifier computed from the
+    canonical encoding (equal hashes, equal bytes). Anything of another shape returns None,
+    and the caller falls back to the strict decoder.
     """
+    try:
+        up = msgpack.Unpacker(raw=False, max_buffer_size=len(data) + 1,
+                              ext_hook=_refuse_ext, timestamp=0)
+        up.feed(data)
+        if up.read_map_header() != 1 or up.unpack() != "block":
+            return None
+        if up.read_map_header() != 3 or up.unpack() != "entries":
+            return None
+        n = up.read_array_header()
+        first = up.tell()
+        entries, slices = [], []
+        at = first
+        for _ in range(n):
+            entries.append(up.unpack())
+            end = up.tell()
+            slices.append(data[at:end])
+            at = end
+        if up.unpack() != "header":
+            return None
+        h0 = up.tell()
+        header = up.unpack()
+        h1 = up.tell()
+        if up.unpack() != "sig":
+            return None
+        sig = up.unpack()
+        if up.tell() != len(data) or not isinstance(header, dict) or not isinstance(sig, bytes):
+            return None
+        shell = (b"\x81" + _BLOCK_KEY + b"\x83" + _ENTRIES_KEY + _array_head(n))
+        if data[: first] != shell or canonical(header) != data[h0:h1] \
+                or data[h1:] != _SIG_KEY + canonical(sig) or data[at : h0] != _HEADER_KEY:
+            return None
+    except (msgpack.UnpackException, ValueError, TypeError, EncodingError, RecursionError):
+        return None
+    return {"header": header, "sig": sig, "entries": entries}, slices
 
-    def __init__(self, src: BinaryIO) -> None:
-        super().__init__(src)
-        self.misplaced: tuple[int, Any] | None = None
 
-    def _check_height(self, block: Any, want: int, start: int) -> None:  # type: ignore[override]
-        header = block.get("header") if isinstance(block, dict) else None
-        height = header.get("height") if isinstance(header, dict) else None
-        if height == want:
-            self.misplaced = None
-            return
-        self.misplaced = (want, height)
-        # Resynchronise on what the file holds, so that one deleted block is reported once
-        # and not again at every later height (the caller adds one after this returns).
-        if isinstance(height, int) and not isinstance(height, bool) and height > want:
-            self._next_height = height
-        else:
-            self._next_height = want - 1
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"ext type {code}")
 
 
 class BundleSource(ChainSource):
-    """A chain bundle file (DESIGN §2), streamed frame by frame in constant memory."""
+    """A chain bundle file (DESIGN §2), streamed frame by frame in constant memory.
+
+    The framing and order rules are those of ``ledger.bundle``; unlike its reader, a block
+    out of order is reported (naming the height that is missing or misplaced) and reading
+    goes on, so the chain verifier can say what else is broken. A frame that cannot be read
+    at all (truncated, over-long, not canonical) ends the bundle.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -152,38 +204,94 @@ class BundleSource(ChainSource):
     def total_bytes(self) -> int | None:
         return self._size
 
+    def _read(self, n: int) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            chunk = self._file.read(n - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
     def items(self, start: int = 1) -> Iterator[Item]:
-        reader = _LenientReader(self._file)
+        offset, want, in_checkpoints = 0, 0, False
         while True:
-            before = reader.offset
-            try:
-                frame: Frame = next(reader)
-            except StopIteration:
+            head = self._read(4)
+            if not head:
+                if want == 0:
+                    yield Item("damage", damage=Damage(None, "empty bundle: no genesis frame",
+                                                       fatal=True))
                 return
-            except BundleError as exc:
-                # A frame that cannot be read ends the bundle: nothing after it can be found.
-                yield Item("damage", damage=Damage(reader._next_height, exc.detail, fatal=True))
+            where = f"(frame at byte offset {offset})"
+            if len(head) < 4:
+                yield self._fatal(want, f"truncated length: {len(head)} of 4 bytes {where}")
                 return
-            size = reader.offset - before
-            if frame.kind == "genesis":
-                yield Item("genesis", frame.value, size=size)
-            elif frame.kind == "block":
-                if reader.misplaced is not None:
-                    want, got = reader.misplaced
-                    if isinstance(got, int) and got > want:
-                        missing = (f"block {want}" if got == want + 1
-                                   else f"blocks {want}..{got - 1}")
-                        what = f"{missing} missing: block {got} follows block {want - 1}"
-                    else:
-                        what = (f"block {got!r} out of order: found after block {want - 1}, "
-                                f"where block {want} belongs")
-                    yield Item(
-                        "damage",
-                        damage=Damage(want, f"{what} (frame at byte offset {frame.offset})"),
-                    )
-                yield Item("block", frame.value["block"], size=size)
+            (length,) = _LEN.unpack(head)
+            if not 0 < length <= MAX_FRAME:
+                yield self._fatal(want, f"frame length {length} outside 1 … {MAX_FRAME} {where}")
+                return
+            data = self._read(length)
+            if len(data) < length:
+                yield self._fatal(want, f"truncated frame: {len(data)} of {length} bytes {where}")
+                return
+            size, frame_at = 4 + length, offset
+            offset += size
+            fast = split_block_frame(data) if want > 0 and not in_checkpoints else None
+            if fast is not None:
+                block, slices = fast
+                obj: Any = {"block": block}
             else:
-                yield Item("checkpoint", frame.value, size=size)
+                slices = None
+                try:
+                    obj = decode(data, max_size=MAX_FRAME)
+                except EncodingError as exc:
+                    yield self._fatal(want, f"frame is not canonical: {exc.detail} {where}")
+                    return
+            keys = set(obj) if isinstance(obj, dict) else set()
+            if want == 0:
+                if keys != {"block", "consortium"}:
+                    yield self._fatal(0, f"the first frame must be {{block, consortium}} {where}")
+                    return
+                want = 1
+                yield Item("genesis", obj, size=size)
+            elif keys == {"block"} and not in_checkpoints:
+                block = obj["block"]
+                header = block.get("header") if isinstance(block, dict) else None
+                height = header.get("height") if isinstance(header, dict) else None
+                if height != want:
+                    if isinstance(height, int) and not isinstance(height, bool) \
+                            and height > want:
+                        missing = (f"block {want}" if height == want + 1
+                                   else f"blocks {want}..{height - 1}")
+                        what = f"{missing} missing: block {height} follows block {want - 1}"
+                        # Resynchronise on what the file holds: one deleted block is one
+                        # problem, not one at every later height.
+                        damaged, want = want, height
+                    else:
+                        what = (f"block {height!r} out of order: found after block "
+                                f"{want - 1}, where block {want} belongs")
+                        damaged, want = want, want - 1
+                    yield Item("damage", damage=Damage(damaged, f"{what} {where}"))
+                want += 1
+                yield Item("block", block, size=size, raw=slices, offset=frame_at)
+            elif keys == {"checkpoint", "signatures"}:
+                in_checkpoints = True
+                if not isinstance(obj["signatures"], list):
+                    yield Item("damage", damage=Damage(None, f"checkpoint signatures are not a "
+                                                             f"list {where}"))
+                    continue
+                yield Item("checkpoint", obj, size=size)
+            elif keys == {"block"}:
+                yield Item("damage", damage=Damage(None, f"a block after the checkpoints "
+                                                         f"{where}"))
+            else:
+                yield self._fatal(want, f"unknown frame with keys {sorted(keys)} {where}")
+                return
+
+    @staticmethod
+    def _fatal(height: int, what: str) -> Item:
+        return Item("damage", damage=Damage(height, what, fatal=True))
 
     def close(self) -> None:
         self._file.close()

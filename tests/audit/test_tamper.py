@@ -352,3 +352,59 @@ def test_random_bit_flips_never_pass_and_never_crash(chain: Chain, tmp_path: Pat
         assert result.exception is None or isinstance(result.exception, SystemExit), (
             f"seed {seed}, byte {pos}: {result.exception!r}")
         assert result.exit_code == 1, f"seed {seed}: a flip at byte {pos} went unnoticed"
+
+
+def _raw_frames(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    out, off = [], 0
+    while off < len(data):
+        (n,) = _LEN.unpack_from(data, off)
+        out.append(data[off + 4 : off + 4 + n])
+        off += 4 + n
+    return out
+
+
+def test_fast_block_frames_decode_exactly_as_the_strict_decoder(chain: Chain) -> None:
+    from node.auditsource import split_block_frame
+
+    assert chain.bundle is not None
+    raws = _raw_frames(chain.bundle)
+    for raw in raws[1 : len(chain.blocks) + 1]:
+        fast = split_block_frame(raw)
+        assert fast is not None
+        block, slices = fast
+        assert block == decode(raw)["block"]
+        assert slices == [canonical(e) for e in block["entries"]]
+    assert split_block_frame(raws[0]) is None  # the genesis frame takes the strict path
+    assert split_block_frame(raws[-1]) is None  # and so do checkpoints
+
+
+def test_non_canonical_entry_bytes_are_caught(chain: Chain, tmp_path: Path) -> None:
+    """An entry re-encoded with its payload's keys out of order: same values, other bytes."""
+    import msgpack
+
+    assert chain.bundle is not None
+    raws = _raw_frames(chain.bundle)
+    block = decode(raws[H])["block"]
+    env = block["entries"][2]
+    shuffled = {"sig": env["sig"], "payload": dict(reversed(list(env["payload"].items())))}
+    entries = [canonical(e) for e in block["entries"]]
+    entries[2] = msgpack.packb(shuffled, use_bin_type=True)
+    assert entries[2] != canonical(env)
+    raw = (b"\x81" + canonical("block") + b"\x83" + canonical("entries")
+           + bytes([0x90 | len(entries)]) + b"".join(entries) + canonical("header")
+           + canonical(block["header"]) + canonical("sig") + canonical(block["sig"]))
+    raws[H] = raw
+    bad = tmp_path / "noncanonical.bundle"
+    bad.write_bytes(b"".join(_LEN.pack(len(r)) + r for r in raws))
+    code, out, _ = audit_json("--bundle", str(bad), chain=chain)
+    assert code == 1
+    assert [(p["height"], p["index"]) for p in out["problems"]] == [(H, 2)]
+    assert "not canonically encoded" in out["problems"][0]["what"]
+    # A frame whose own shell is not canonical is refused by the strict decoder.
+    raws[H] = msgpack.packb({"block": {"sig": block["sig"], "header": block["header"],
+                                       "entries": block["entries"]}}, use_bin_type=True)
+    bad.write_bytes(b"".join(_LEN.pack(len(r)) + r for r in raws))
+    code, out, _ = audit_json("--bundle", str(bad), chain=chain)
+    assert code == 1 and first_problem(out)["height"] == H
+    assert "not canonical" in first_problem(out)["what"]
