@@ -29,6 +29,9 @@ from ledger.store import LedgerStore
 
 log = logging.getLogger("courtledger.chain")
 
+#: Committed entries whose verify-by-hash summary is kept in memory (FIFO beyond this).
+MATCH_CACHE = 100_000
+
 
 class Chain:
     """A node's ledger store plus the consortium state in force after its head."""
@@ -62,6 +65,7 @@ class Chain:
         self._raft_index = store.applied_raft_index()
         cp = store.latest_checkpoint()
         self.cosigned_height: int = cp[0]["height"] if cp else 0
+        self._matches: dict[bytes, dict[str, Any] | None] = {}
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis) -> Chain:
@@ -267,27 +271,42 @@ class Chain:
         _, header, _ = self.store.head()
         matches = []
         for eid in self.store.entries_by_sha256(digest):
-            got = self.store.entry(eid)
-            if got is None:
-                continue
-            env, height, _ = got
-            payload = env["payload"]
-            if payload["kind"] != "document":
-                continue  # a receipt carries the whole payload: documents only in public
-            bh = self.store.header(height)
-            matches.append({
-                "entry_id": eid.hex(),
-                "kind": "document",
-                "court": payload["court"],
-                "doc_type": payload["body"].get("doc_type"),
-                "anchored_at": bh["time"] if bh else payload["time"],
-                "height": height,
-                "receipt_url": (f"/v1/verify/receipts/{eid.hex()}"
-                                if height <= self.cosigned_height else None),
-            })
+            info = self._match_info(eid)
+            if info is None:
+                continue  # not a document: a receipt carries the whole payload
+            m = dict(info)
+            m["receipt_url"] = (f"/v1/verify/receipts/{eid.hex()}"
+                                if m["height"] <= self.cosigned_height else None)
+            matches.append(m)
         return {"anchored": bool(matches), "sha256": digest.hex(),
                 "as_of": {"tree_size": header["tree_size"], "time": header["time"]},
                 "matches": matches}
+
+    def _match_info(self, eid: bytes) -> dict[str, Any] | None:
+        """What verify-by-hash shows of a committed entry (None if not a document).
+
+        Committed entries never change, so this is kept in a bounded cache; the index is
+        still read on every request, so a new anchor is found at once.
+        """
+        cached = self._matches.get(eid)
+        if cached is not None or eid in self._matches:
+            return cached
+        got = self.store.entry(eid)
+        info: dict[str, Any] | None = None
+        if got is not None:
+            env, height, _ = got
+            payload = env["payload"]
+            if payload["kind"] == "document":
+                bh = self.store.header(height)
+                info = {"entry_id": eid.hex(), "kind": "document", "court": payload["court"],
+                        "doc_type": payload["body"].get("doc_type"),
+                        "anchored_at": bh["time"] if bh else payload["time"],
+                        "height": height}
+        if got is not None:
+            if len(self._matches) >= MATCH_CACHE:
+                self._matches.pop(next(iter(self._matches)))
+            self._matches[eid] = info
+        return info
 
     def case_entries(self, case_no: str) -> list[dict[str, Any]]:
         """Every committed entry of a 案号, in log order."""
