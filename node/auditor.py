@@ -594,11 +594,12 @@ def _stored_bytes(verifier: _ResumableVerifier, block: Any, item: Item) -> list[
     leaves = verifier.frontier_store.leaves
     entries = block.get("entries") if isinstance(block, dict) else None
     out: list[Problem] = []
+    what = "entry is not canonically encoded where it is stored" + (
+        f" (frame at byte offset {item.offset})" if item.offset is not None else "")
     if len(leaves) == len(item.raw):
         for i, (raw, leaf) in enumerate(zip(item.raw, leaves, strict=True)):
             if leaf_hash(raw, verifier.hash_alg) != leaf:
-                out.append(Problem(where, i, "entry is not canonically encoded in the file "
-                                   f"(frame at byte offset {item.offset})"))
+                out.append(Problem(where, i, what))
         return out
     for i, raw in enumerate(item.raw):
         try:
@@ -606,8 +607,7 @@ def _stored_bytes(verifier: _ResumableVerifier, block: Any, item: Item) -> list[
         except (LedgerError, TypeError, KeyError):
             continue  # not encodable at all: the verifier reported it
         if not same:
-            out.append(Problem(where, i, "entry is not canonically encoded in the file "
-                               f"(frame at byte offset {item.offset})"))
+            out.append(Problem(where, i, what))
     return out
 
 

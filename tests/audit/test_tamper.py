@@ -294,7 +294,17 @@ def _d_outsider(db: Any, chain: Chain) -> None:
     _edit_block(db, H, resign)
 
 
+def _d_noncanonical_entry(db: Any, chain: Chain) -> None:
+    import msgpack
+
+    leaf = chain.blocks[H - 1]["header"]["first_index"] + 1
+    k = b"X" + _U64.pack(leaf)
+    env = decode(db.get(k))
+    db.put(k, msgpack.packb({"sig": env["sig"], "payload": env["payload"]}, use_bin_type=True))
+
+
 DATA_CASES: dict[str, tuple[Callable[[Any, Chain], None], int, int | None, str]] = {
+    "non-canonical entry record": (_d_noncanonical_entry, H, 1, "not canonically encoded"),
     "entry byte": (_d_entry_byte, H, 1, "signature"),
     "header byte": (_d_header_byte, H, None, "hash link"),
     "block signature": (_d_block_sig, H, None, "block signature"),
@@ -400,7 +410,7 @@ def test_non_canonical_entry_bytes_are_caught(chain: Chain, tmp_path: Path) -> N
     code, out, _ = audit_json("--bundle", str(bad), chain=chain)
     assert code == 1
     assert [(p["height"], p["index"]) for p in out["problems"]] == [(H, 2)]
-    assert "not canonically encoded" in out["problems"][0]["what"]
+    assert "not canonically encoded where it is stored" in out["problems"][0]["what"]
     # A frame whose own shell is not canonical is refused by the strict decoder.
     raws[H] = msgpack.packb({"block": {"sig": block["sig"], "header": block["header"],
                                        "entries": block["entries"]}}, use_bin_type=True)
