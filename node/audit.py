@@ -22,7 +22,6 @@ opened, with a one-line reason; 3 node unreachable.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -1098,7 +1097,3 @@ def _export_store(data: Path, consortium: Path | None) -> tuple[Iterator[tuple[s
 
     return frames(), store.head()[0], store.close
 
-
-def receipt_to_b64_entry(receipt: dict[str, Any]) -> bytes:
-    """The canonical envelope bytes a receipt carries (a small helper for tools and tests)."""
-    return base64.b64decode(receipt["entry"])
