@@ -239,12 +239,12 @@ def test_kill_leader_while_clients_retry_every_ack_is_there_once(cluster: Cluste
     threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
-    time.sleep(3)
+    time.sleep(2)
     leader = c.leader()
     assert leader is not None
     before = len(acked)
     c.stop(leader, signal.SIGKILL)
-    time.sleep(6)
+    time.sleep(5)
     stop.set()
     for t in threads:
         t.join(60)
