@@ -30,6 +30,9 @@ class Committed:
     term: int
     kind: str
     data: bytes
+    #: For a ``conf_change``: the parsed change ``(op, node id)`` the core applies; apply
+    #: checks it against the block's one ``membership`` entry (DESIGN §3).
+    change: tuple[str, str] | None = None
 
 
 ApplyFn = Callable[[Committed], Coroutine[Any, Any, None]]
