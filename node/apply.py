@@ -57,13 +57,18 @@ class Applier:
             if entry.kind == "noop":
                 self.chain.note_index(entry.index)
                 return
-            if entry.kind != "normal":
-                self._fail(None, f"raft entry {entry.index}: a {entry.kind} entry, which this "
-                           "node does not apply yet")
+            if entry.kind not in ("normal", "conf_change"):
+                self._fail(None, f"raft entry {entry.index}: unknown entry kind {entry.kind}")
                 return
             t0 = time.perf_counter()
             try:
                 block = decode(entry.data, max_size=self.chain.params.max_block_bytes + 4096)
+                mismatch = conf_change_mismatch(entry, block)
+                if mismatch is not None:
+                    height = block.get("header", {}).get("height") if isinstance(
+                        block, dict) and isinstance(block.get("header"), dict) else None
+                    self._fail(height, f"raft entry {entry.index}: {mismatch}")
+                    return
                 if self.chain.already_holds(block):
                     # Brought here by a verified block transfer before the log re-delivered
                     # it (node/raftlink.py): the same block, already checked and stored.
@@ -91,3 +96,34 @@ class Applier:
         log.error("committed block failed validity; applying and cosigning stop: %s",
                   self.chain.failure)
         self.alarm("invalid_block", self.chain.failure)
+
+
+#: Membership ops that Raft must see as a ``conf_change`` (``update_keys`` travels as normal).
+CONF_OPS = ("add_learner", "promote", "remove")
+
+
+def conf_change_mismatch(entry: Committed, block: Any) -> str | None:
+    """Why a committed entry's Raft type and its block's membership entry disagree, or None.
+
+    DESIGN §3: ``add_learner``, ``promote`` and ``remove`` travel only as a ``conf_change``
+    whose parsed change equals the block's one ``membership`` entry; a parsed change that
+    does not match, or such an entry inside a ``normal`` entry, fails validity.
+    """
+    ops = []
+    if isinstance(block, dict) and isinstance(block.get("entries"), list):
+        for env in block["entries"]:
+            payload = env.get("payload") if isinstance(env, dict) else None
+            if isinstance(payload, dict) and payload.get("kind") == "membership":
+                body = payload.get("body")
+                if isinstance(body, dict):
+                    ops.append((body.get("op"), body.get("id")))
+    conf = [o for o in ops if o[0] in CONF_OPS]
+    if entry.kind == "normal":
+        return (f"membership {conf[0][0]} of {conf[0][1]} in a normal entry"
+                if conf else None)
+    if entry.change is None:
+        return "a conf_change entry without its parsed change"
+    if len(conf) != 1 or tuple(conf[0]) != tuple(entry.change):
+        return (f"conf_change {entry.change[0]} {entry.change[1]} does not match the block's "
+                f"membership entries {ops}")
+    return None
