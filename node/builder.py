@@ -197,7 +197,14 @@ class BlockBuilder:
         self.inflight = fl
         self.blocks_built += 1
         # The proposal resolves when committed (or fails); apply clears the in-flight block.
-        task = asyncio.create_task(self.replicator.propose(data), name=f"propose-{height}")
+        # A block with an add_learner/promote/remove entry is Raft's membership change and
+        # travels as a conf_change entry (DESIGN §3); update_keys travels as a normal one.
+        conf = _conf_change_of(taken.values())
+        if conf is not None and hasattr(self.replicator, "propose_conf_change"):
+            coro = self.replicator.propose_conf_change(conf[0], conf[1], data)
+        else:
+            coro = self.replicator.propose(data)
+        task = asyncio.create_task(coro, name=f"propose-{height}")
         task.add_done_callback(lambda t: self._proposal_done(t, fl))
 
     def _proposal_done(self, task: asyncio.Task[int | None], fl: InFlight) -> None:
@@ -234,3 +241,14 @@ class BlockBuilder:
                     del self.queue[eid]
         if self.queue:
             self._wake.set()
+
+
+def _conf_change_of(envelopes: Any) -> tuple[str, str] | None:
+    """``(op, node id)`` of the block's membership entry when Raft must see it as a
+    ``conf_change`` (``add_learner``, ``promote``, ``remove``), else None."""
+    for env in envelopes:
+        payload = env["payload"]
+        if payload.get("kind") == "membership" and payload["body"].get("op") in (
+                "add_learner", "promote", "remove"):
+            return str(payload["body"]["op"]), str(payload["body"]["id"])
+    return None
