@@ -32,7 +32,7 @@ from consensus.core import Config, NotLeader, ProposalDropped, RaftCore
 from consensus.logstore import LogStore
 from consensus.runtime import CommitUnknown, Runtime
 from consensus.transport import Member, Transport
-from consensus.types import ConfState, Entry, Role, SnapshotMeta
+from consensus.types import ConfChange, ConfState, Entry, Role, SnapshotMeta
 from ledger.blocks import sign_block
 from ledger.checkpoints import check_checkpoint, verify_checkpoint_signatures
 from ledger.encoding import canonical, decode
@@ -96,6 +96,18 @@ class RaftReplicator:
         self._app: AppFn | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._equivocate = "equivocate" in config.failpoints
+        # A node restored from a backup (node/backup.py) lost its Raft state and with it whom
+        # it voted for: it withholds votes until it has heard a leader, and never votes in a
+        # term at or below the highest it has seen since (Raft §5.2: one vote per term).
+        from node.backup import read_marker
+
+        marker = read_marker(config.data_dir) if self.logstore.last_index() == 0 else None
+        self._vote_floor: int | None = (
+            int(marker.get("term_floor", 0)) if marker is not None else None)
+        self._heard_leader = False
+        self.votes_withheld = 0
+        self._members_key: tuple[tuple[str, str, str], ...] = tuple(
+            (n.id, n.raft_addr, n.tls_certificate) for n in state.nodes())
         self._tampered: dict[bytes, bytes] = {}
 
     # ------------------------------------------------------------------ status
@@ -163,19 +175,79 @@ class RaftReplicator:
             log.info("proposal not committed here: %s", exc)
             return None
 
+    async def propose_conf_change(self, op: str, node: str, data: bytes) -> int | None:
+        """Propose the block holding a ``membership`` entry as Raft's ``conf_change`` for
+        ``(op, node)`` (DESIGN §3); its index once committed, None if not committed here."""
+        try:
+            return await self.runtime.propose_conf_change(ConfChange(op, node), data)
+        except (NotLeader, ProposalDropped, CommitUnknown) as exc:
+            log.info("membership proposal not committed here: %s", exc)
+            return None
+
+    def sync_members(self) -> None:
+        """Make the transport's trusted set and addresses the consortium state's nodes.
+
+        Called after every applied or transferred block: a membership entry (add_learner,
+        remove, update_keys) changes whom we dial and whose certificate we accept, from the
+        block after it on (DESIGN §3: peers' trusted certificates follow the chain).
+        """
+        nodes = self.chain.state.nodes()
+        key = tuple((n.id, n.raft_addr, n.tls_certificate) for n in nodes)
+        if key == self._members_key:
+            return
+        self._members_key = key
+        members = [
+            Member(n.id, str(self.config.peers[n.id]) if n.id in self.config.peers
+                   else n.raft_addr, n.tls_certificate.encode("ascii"))
+            for n in nodes
+        ]
+        log.info("trusted set now %s", [m.node_id for m in members])
+        self.transport.update_members(members)
+
     def _apply_sync(self, entries: list[Entry]) -> None:
         """Runtime's apply thread: run the node's apply on the loop, in order, and wait."""
         assert self._loop is not None and self._on_commit is not None
         for e in entries:
+            change = (e.change.op, e.change.node) if e.change is not None else None
             fut: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
-                self._on_commit(Committed(e.index, e.term, e.type, e.data)), self._loop
+                self._on_commit(Committed(e.index, e.term, e.type, e.data, change)), self._loop
             )
             fut.result()
+            if change is not None or e.type == "normal":
+                self._loop.call_soon_threadsafe(self.sync_members)
 
     # ------------------------------------------------------------------ transport
 
     def _on_raft(self, peer: str, message: dict[str, Any]) -> None:
+        if self._vote_floor is not None and not self._restored_may_take(message):
+            return
         self.runtime.receive(peer, message)
+
+    def _restored_may_take(self, message: dict[str, Any]) -> bool:
+        """After a restore (empty Raft state): drop vote and pre-vote requests until a leader
+        was heard, and any at a term ≤ the highest term seen since; lift the guard once our
+        own durable term is past that floor (from then on the hard state remembers votes)."""
+        term = message.get("term")
+        if not isinstance(term, int):
+            return True
+        kind = message.get("type")
+        assert self._vote_floor is not None
+        if kind in ("app", "heartbeat", "snap"):
+            self._heard_leader = True
+        if kind in ("vote", "pre_vote"):
+            if not self._heard_leader or term <= self._vote_floor:
+                self.votes_withheld += 1
+                log.info("restored node: withholding a %s for term %d from %s (floor %d)",
+                         kind, term, message.get("frm"), self._vote_floor)
+                return False
+            return True
+        self._vote_floor = max(self._vote_floor, term)
+        if self._heard_leader and self.core.term > self._vote_floor:
+            self._vote_floor = None
+            (self.config.data_dir / "RESTORED").unlink(missing_ok=True)
+            log.info("restored node: durable term %d is past every term seen; votes resume",
+                     self.core.term)
+        return True
 
     async def _on_app(self, peer: str, channel: str, data: bytes) -> None:
         if self._app is not None:
@@ -283,6 +355,7 @@ class RaftReplicator:
                     await asyncio.to_thread(self.chain.append, block, bhash, ids, raft_index)
                     if self.after_block is not None:
                         await self.after_block(block["header"], bhash, ids, False)
+            self.sync_members()
             if "checkpoint" in resp:
                 self._adopt_checkpoint(resp["checkpoint"])
             if self.chain.height >= head_h:
