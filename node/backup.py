@@ -1,0 +1,186 @@
+"""``courtledger node backup|restore`` (DESIGN §4): blocks and checkpoints, never Raft state.
+
+* ``node backup --config F --out FILE`` (node stopped: LevelDB is single-process) writes the
+  node's ledger as a chain bundle (DESIGN §2 "Chain bundles"): the genesis frame, every block,
+  every cosigned checkpoint. The Raft log and hard state (term, vote) are deliberately left out.
+* ``node restore --config F --from FILE`` rebuilds ``<data_dir>/ledger`` from a bundle,
+  **verifying every block** exactly as apply does (validity, hash link, proposer signature,
+  Merkle root) and every checkpoint against a quorum of the voters in force, so a damaged or
+  forged backup is refused before anything is written. It refuses a data dir that still holds a
+  ledger or any Raft state: a restored node rejoins with **empty Raft state** and catches up
+  from the log or by verified block transfer (DESIGN §3).
+
+Voting twice in one term (Raft §5.2 requires at most one vote per term, made durable before
+answering): a node whose Raft state is lost no longer knows whom it voted for. ``restore``
+writes ``<data_dir>/RESTORED`` with a **term floor**, the highest term named by any restored
+block header; the node (``node/raftlink.py``) then withholds every vote and pre-vote until it
+has heard from a leader, and never votes in a term at or below the highest term it has seen
+since the restore, removing the marker once its own durable term has moved past the floor.
+Every vote it casts from then on is in a term it has never voted in before the restore,
+unless it voted before the loss in a term higher than any it sees afterwards (a candidate that
+failed and was never heard of again); the operations guide says to restore only after the
+cluster elected a leader without this node, which rules that out in practice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from ledger.bundle import read_bundle, write_store_bundle
+from ledger.checkpoints import check_checkpoint, verify_checkpoint_signatures
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis, genesis_header_is
+from ledger.store import LedgerStore
+
+__all__ = ["RESTORED_MARKER", "backup_command", "ingest_block", "ingest_checkpoint",
+           "restore_bundle", "restore_command", "read_marker"]
+
+RESTORED_MARKER = "RESTORED"
+
+
+def ingest_block(chain: Any, block: Any, raft_index: int = 0) -> tuple[bytes, list[bytes]]:
+    """Verify ``block`` on ``chain``'s head as apply does, then write it; raise LedgerError."""
+    bhash, ids = chain.check(block)
+    chain.append(block, bhash, ids, raft_index)
+    return bhash, ids
+
+
+def ingest_checkpoint(chain: Any, cp: Any, sigs: Any) -> bool:
+    """Keep a checkpoint of a block we hold if it describes our block and has a quorum of the
+    voters in force at its height; False (nothing stored) otherwise."""
+    check_checkpoint(cp)
+    h = cp["height"]
+    if h > chain.height or cp != chain.checkpoint_body(h):
+        return False
+    valid = verify_checkpoint_signatures(cp, sigs, chain.voters_at(h))
+    if len(valid) < chain.quorum_at(h):
+        return False
+    chain.put_checkpoint(cp, [s for s in sigs if s.get("node") in valid])
+    return True
+
+
+def read_marker(data_dir: Path) -> dict[str, Any] | None:
+    """The restore marker of a data dir, or None."""
+    p = data_dir / RESTORED_MARKER
+    if not p.exists():
+        return None
+    try:
+        value = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"term_floor": 1 << 62}  # unreadable: withhold votes (the safe side)
+    return value if isinstance(value, dict) else {"term_floor": 1 << 62}
+
+
+def restore_bundle(src: BinaryIO, data_dir: Path, genesis: Genesis) -> dict[str, int]:
+    """Rebuild ``<data_dir>/ledger`` from a bundle; refuse a data dir with a ledger or Raft
+    state. Returns ``{"height", "checkpoints", "term_floor"}``."""
+    from node.chain import Chain
+
+    for sub in ("ledger", "raft"):
+        p = data_dir / sub
+        if p.exists() and any(p.iterdir()):
+            raise click.ClickException(
+                f"{p} is not empty: restore writes only into a data dir without ledger or Raft "
+                "state (move it away first; Raft state is never restored, DESIGN §4)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / "ledger.restoring"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    chain = Chain(LedgerStore.open(tmp, genesis, create=True), genesis)
+    checkpoints = 0
+    floor = 0
+    try:
+        for frame in read_bundle(src):
+            if frame.kind == "genesis":
+                if not genesis_header_is(genesis, frame.value["block"]["header"]):
+                    raise click.ClickException("the backup is of another chain (genesis differs)")
+            elif frame.kind == "block":
+                ingest_block(chain, frame.value["block"])
+                floor = max(floor, int(frame.value["block"]["header"]["term"]))
+            elif ingest_checkpoint(chain, frame.value["checkpoint"],
+                                   frame.value["signatures"]):
+                checkpoints += 1
+        height = chain.height
+    except LedgerError as exc:
+        chain.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise click.ClickException(f"backup refused, nothing restored: {exc.diagnostics()}"
+                                   ) from None
+    except BaseException:
+        chain.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    chain.close()
+    (data_dir / RESTORED_MARKER).write_text(json.dumps({"term_floor": floor}) + "\n",
+                                            encoding="utf-8")
+    tmp.rename(data_dir / "ledger")
+    return {"height": height, "checkpoints": checkpoints, "term_floor": floor}
+
+
+def _config(path: Path) -> Any:
+    from node.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("backup")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="The node's config file (the node must be stopped).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="The backup file (a chain bundle; not overwritten).")
+def backup_command(config_path: Path, out: Path) -> None:
+    """Back up the node's blocks and checkpoints (never its Raft state) as a chain bundle."""
+    from ledger.genesis import load_genesis
+
+    cfg = _config(config_path)
+    if out.exists():
+        raise click.ClickException(f"{out} exists; a backup is never overwritten")
+    try:
+        genesis = load_genesis(cfg.genesis)
+        store = LedgerStore.open(cfg.data_dir / "ledger", genesis)
+    except LedgerError as exc:
+        raise click.ClickException(
+            f"cannot open the ledger (is the node stopped?): {exc.detail}") from None
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with tmp.open("wb") as f:
+            write_store_bundle(store, f)
+            f.flush()
+        height = store.head()[0]
+    finally:
+        store.close()
+    tmp.replace(out)
+    click.echo(f"backed up blocks 0…{height} and their checkpoints to {out}")
+
+
+@click.command("restore")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="The node's config file (its data_dir must hold no ledger or Raft state).")
+@click.option("--from", "src", required=True, type=click.Path(path_type=Path),
+              help="A backup made by `courtledger node backup` (or `export`).")
+def restore_command(config_path: Path, src: Path) -> None:
+    """Restore blocks and checkpoints, verified; Raft state starts empty and catches up."""
+    from ledger.genesis import load_genesis
+
+    cfg = _config(config_path)
+    try:
+        genesis = load_genesis(cfg.genesis)
+    except LedgerError as exc:
+        raise click.ClickException(exc.detail) from None
+    try:
+        f = src.open("rb")
+    except OSError as exc:
+        raise click.ClickException(f"cannot open {src}: {exc.strerror}") from None
+    with f:
+        got = restore_bundle(f, cfg.data_dir, genesis)
+    click.echo(f"restored height {got['height']} with {got['checkpoints']} checkpoints into "
+               f"{cfg.data_dir}; Raft state is empty: start the node, it catches up "
+               f"(no vote until it hears a leader, none at term ≤ {got['term_floor']})")
