@@ -98,6 +98,21 @@ from node.submit import submit_group  # noqa: E402  (the group lives in its own 
 
 main.add_command(submit_group)
 
+# Running it for years (issue 7): keys and genesis, identities, membership, followers, backup.
+from node.backup import backup_command, restore_command  # noqa: E402
+from node.follow import follow_command  # noqa: E402
+from node.identity_cli import identity_group  # noqa: E402
+from node.keygen import genesis_group, keygen_command  # noqa: E402
+from node.member import member_group  # noqa: E402
+
+main.add_command(keygen_command)
+main.add_command(genesis_group)
+main.add_command(identity_group)
+main.add_command(member_group)
+main.add_command(follow_command)
+node_group.add_command(backup_command)
+node_group.add_command(restore_command)
+
 try:  # the verifier's inspector, when that package provides it
     from verifier.cli import inspect as _inspect  # noqa: E402
 
