@@ -47,7 +47,7 @@ import heapq
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..core import Config, NotLeader, ProposalDropped, RaftCore
 from ..progress import REPLICATE
@@ -67,7 +67,20 @@ from ..types import (
     SnapshotMeta,
 )
 
-__all__ = ["COUNTERS", "Simulation", "SeedResult", "Violation"]
+__all__ = ["COUNTERS", "NetworkModel", "Simulation", "SeedResult", "Violation"]
+
+
+class NetworkModel(Protocol):
+    """A latency model the simulation may be given instead of its seeded fault model.
+
+    ``delay`` returns the milliseconds after ``now`` at which message ``m`` from ``frm``
+    reaches ``to``, or None if the network loses it. It must draw randomness only from
+    ``rng`` (the simulation's), so that a seed still replays exactly.
+    """
+
+    def delay(
+        self, frm: str, to: str, m: Message, now: int, rng: random.Random
+    ) -> float | None: ...
 
 #: Coverage counters reported by every run (each must be > 0 over the CI seeds).
 COUNTERS = (
@@ -168,8 +181,12 @@ class Simulation:
         duration_ms: int = 1800,
         heal_ms: int = 1000,
         membership: bool = True,
+        network: NetworkModel | None = None,
     ) -> None:
         self.seed = seed
+        # An optional latency model (e.g. WAN round trips for bench/wan_sim.py). None keeps
+        # the seeded fault model below exactly as it was, random draws included.
+        self.network = network
         self.rng = random.Random(seed)
         rng = self.rng
         self.n = nodes if nodes is not None else rng.choice((3, 3, 5))
@@ -668,6 +685,12 @@ class Simulation:
         if m.type == MsgType.PRE_VOTE_RESP and m.reject:
             self.c["prevote_rejections"] += 1
         if m.to not in self.nodes:
+            return
+        if self.network is not None:
+            # The model decides: one delivery after its delay, or none (lost).
+            d = self.network.delay(node.id, m.to, m, self.now, rng)
+            if d is not None:
+                self._at(self.now + d, "msg", m)
             return
         if rng.random() < self.drop_p:
             self.c["drops"] += 1
