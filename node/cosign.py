@@ -93,7 +93,9 @@ class Cosigner:
         self.own[h] = cp
         self.own.pop(h - KEEP_HEIGHTS, None)
         self.sigs.pop(h - KEEP_HEIGHTS, None)
-        if self.stopped is None and self.chain.is_voter(self.node_id):
+        # A voter *for block h* signs it: the voters in force before h (a node promoted or
+        # removed by block h itself changes role only from h + 1, DESIGN §2).
+        if self.stopped is None and any(n == self.node_id for n, _ in self.chain.voters_at(h)):
             skew = abs(self.clock() * 1000 - header["time"])
             limit = self.chain.params.max_clock_skew_ms
             if caught_up and skew > limit:
