@@ -13,7 +13,7 @@ const SVGNS = "http://www.w3.org/2000/svg";
 
 const STRINGS = {
   zh: {
-    "brand": "法院区块链存证", "title": "终本智能巡查",
+    "brand": "法院区块链存证", "title": "终本智能巡查", "sep": "：",
     "lang.switch": "English", "lang.switch.label": "Switch to English", "signout": "退出",
     "signin.title": "登录巡查看板",
     "signin.intro": "巡查看板只向持有身份令牌的法院工作人员显示案件数据。请输入您的访问令牌（courtledger init 写在 keys/<身份>.token 中）。令牌只保存在本标签页中。",
@@ -29,12 +29,12 @@ const STRINGS = {
     "share.title": "各法院终本案件不规范结案占比",
     "share.note": "终本结案的案件中，违反终本条件（ZB-01 至 ZB-23）至少一项的比例。",
     "share.none": "无终本案件", "share.label": "{k}/{n} 件 · {p}",
-    "time.title": "按立案月份的问题数", "time.note": "每月立案的案件目前的违规与预警，按严重程度堆叠。",
+    "time.title": "按立案月份的问题数", "time.note": "每月立案的案件目前的违规与预警，按严重程度堆叠。", "time.info": "包括提示（INFO，如入链前历史的补录）",
     "deadlines.title": "期限预警（按到期日排序）",
     "deadlines.none": "当前没有期限预警。",
     "overdue": "已逾期 {d} 天", "due.today": "今日到期", "due.in": "{d} 天后到期",
     "courts.title": "按法院", "rules.title": "按规则",
-    "findings.title": "巡查发现", "findings.count": "共 {n} 条，显示前 {m} 条。", "findings.none": "没有符合条件的发现。",
+    "findings.title": "巡查发现", "findings.count": "共 {n} 条，按严重程度排列，显示前 {m} 条。", "findings.none": "没有符合条件的发现。", "findings.more": "显示更多",
     "col.court": "法院", "col.cases": "案件", "col.closed": "终本", "col.improper": "不规范",
     "col.share": "占比", "col.crit": "严重违规", "col.warn": "预警", "col.rule": "规则",
     "col.sev": "程度", "col.msg": "说明", "col.cite": "依据", "col.viol": "违规",
@@ -52,7 +52,7 @@ const STRINGS = {
     "footer": "巡查结果由本节点的巡查引擎依据链上记录计算；报告节点定期将结果摘要签名上链，任何人可用 courtledger inspect --reproduce 复核。",
   },
   en: {
-    "brand": "Court evidence ledger", "title": "Closed-case inspection",
+    "brand": "Court evidence ledger", "title": "Closed-case inspection", "sep": ": ",
     "lang.switch": "中文", "lang.switch.label": "切换到中文", "signout": "Sign out",
     "signin.title": "Sign in to the inspection dashboard",
     "signin.intro": "The dashboard shows case data only to court staff holding an identity token. Enter your access token (courtledger init writes it to keys/<identity>.token). It is kept in this tab only.",
@@ -68,12 +68,12 @@ const STRINGS = {
     "share.title": "Share of improperly closed cases, by court",
     "share.note": "Of the cases closed by 终本, the share violating at least one closure condition (ZB-01 to ZB-23).",
     "share.none": "no closed cases", "share.label": "{k}/{n} · {p}",
-    "time.title": "Findings by month of filing", "time.note": "Current violations and warnings of the cases filed each month, stacked by severity.",
+    "time.title": "Findings by month of filing", "time.note": "Current violations and warnings of the cases filed each month, stacked by severity.", "time.info": "Include INFO (e.g. history entered before the court joined the chain)",
     "deadlines.title": "Deadline warnings (soonest first)",
     "deadlines.none": "No deadline warnings now.",
     "overdue": "{d} days overdue", "due.today": "due today", "due.in": "due in {d} days",
     "courts.title": "By court", "rules.title": "By rule",
-    "findings.title": "Findings", "findings.count": "{n} in all, the first {m} shown.", "findings.none": "No findings match.",
+    "findings.title": "Findings", "findings.count": "{n} in all, gravest first; the first {m} shown.", "findings.none": "No findings match.", "findings.more": "Show more",
     "col.court": "Court", "col.cases": "Cases", "col.closed": "Closed", "col.improper": "Improper",
     "col.share": "Share", "col.crit": "Critical", "col.warn": "Warnings", "col.rule": "Rule",
     "col.sev": "Severity", "col.msg": "Message", "col.cite": "Citation", "col.viol": "Violations",
@@ -141,7 +141,8 @@ const EVENTS = {
 };
 
 let LANG = "zh";
-let state = { summary: null, filters: { court: "", rule: "", severity: "", kind: "" } };
+const PAGE = 50;
+let state = { summary: null, limit: PAGE, timeInfo: false, filters: { court: "", rule: "", severity: "", kind: "" } };
 
 const $ = (id) => document.getElementById(id);
 
@@ -160,7 +161,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
     else n.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     n.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -170,7 +171,7 @@ function el(tag, attrs, ...children) {
 function svg(tag, attrs, ...children) {
   const n = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) n.setAttribute(k, v);
-  for (const c of children.flat()) n.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children.flat(Infinity)) n.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return n;
 }
 
@@ -283,18 +284,26 @@ function renderCards(s) {
 
 function shareChart(s) {
   const courts = Object.keys(s.courts).sort();
-  const W = 640, row = 30, left = 90, right = 120, top = 8;
-  const H = top * 2 + row * Math.max(1, courts.length);
+  // Drawn at the width it is shown at, so its text stays legible on a phone.
+  const W = Math.max(320, Math.min(640, $("share-chart").clientWidth || 560)), row = 44, left = 70, right = W < 420 ? 100 : 130, top = 6, axis = 22;
+  const H = top + row * Math.max(1, courts.length) + axis;
   const barW = W - left - right;
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": t("share.title") });
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": t("share.title"),
+    class: "share" });
+  for (const v of [0, 0.25, 0.5, 0.75, 1]) {
+    const x = left + barW * v;
+    root.append(svg("line", { x1: x, x2: x, y1: top, y2: H - axis + 4, class: "axis" }));
+    root.append(svg("text", { x, y: H - 4, "text-anchor": "middle", class: "muted" }, pct(v)));
+  }
   courts.forEach((c, i) => {
     const d = s.courts[c];
     const y = top + i * row;
     root.append(svg("text", { x: left - 8, y: y + row / 2 + 4, "text-anchor": "end" }, c));
-    root.append(svg("rect", { x: left, y: y + 6, width: barW, height: row - 12, fill: "#eef0f3", rx: 3 }));
+    root.append(svg("rect", { x: left, y: y + 9, width: barW, height: row - 18, fill: "#eef0f3", rx: 3,
+      "fill-opacity": 0.7 }));
     if (d.closed_zb) {
-      root.append(svg("rect", { x: left, y: y + 6, width: Math.max(d.share > 0 ? 2 : 0, barW * d.share),
-        height: row - 12, fill: d.share >= 0.5 ? "#a11212" : d.share >= 0.2 ? "#d9822b" : "#2e7d46", rx: 3 },
+      root.append(svg("rect", { x: left, y: y + 9, width: Math.max(d.share > 0 ? 2 : 0, barW * d.share),
+        height: row - 18, fill: d.share >= 0.5 ? "#a11212" : d.share >= 0.2 ? "#d9822b" : "#2e7d46", rx: 3 },
         svg("title", {}, `${c}: ${d.improper}/${d.closed_zb}`)));
     }
     root.append(svg("text", { x: left + barW + 8, y: y + row / 2 + 4, class: d.closed_zb ? "" : "muted" },
@@ -304,10 +313,11 @@ function shareChart(s) {
 }
 
 function timeChart(s) {
+  const sevs = state.timeInfo ? SEVERITIES : SEVERITIES.filter((v) => v !== "INFO");
   const months = Object.keys(s.months).filter((m) => m !== "?");
-  const W = 640, H = 240, left = 40, bottom = 28, top = 10, right = 8;
+  const W = Math.max(320, Math.min(640, $("time-chart").clientWidth || 640)), H = 240, left = 40, bottom = 28, top = 10, right = 8;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": t("time.title") });
-  const totals = months.map((m) => SEVERITIES.reduce((a, v) => a + (s.months[m][v] || 0), 0));
+  const totals = months.map((m) => sevs.reduce((a, v) => a + (s.months[m][v] || 0), 0));
   const max = Math.max(1, ...totals);
   const step = Math.pow(10, Math.floor(Math.log10(max)));
   const tick = max / step > 5 ? step * 2 : step;
@@ -318,11 +328,11 @@ function timeChart(s) {
     root.append(svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "muted" }, v));
   }
   const bw = plotW / Math.max(1, months.length);
-  const every = Math.ceil(months.length / 10);
+  const every = Math.ceil(months.length / Math.max(3, Math.floor(W / 64)));
   months.forEach((m, i) => {
     let y = top + plotH;
     const x = left + i * bw + bw * 0.15;
-    for (const v of SEVERITIES) {
+    for (const v of sevs) {
       const n = s.months[m][v] || 0;
       if (!n) continue;
       const h = (n / max) * plotH;
@@ -334,9 +344,11 @@ function timeChart(s) {
       root.append(svg("text", { x: x + bw * 0.35, y: H - 8, "text-anchor": "middle", class: "muted" }, m));
     }
   });
-  const legend = el("ul", { class: "legend" }, SEVERITIES.map((v) =>
+  const legend = el("ul", { class: "legend" }, sevs.map((v) =>
     el("li", {}, el("span", { class: "sw " + v }), t("sev." + v) + " " + v)));
-  $("time-chart").replaceChildren(root, legend);
+  const toggle = el("label", { class: "toggle" }, el("input", { type: "checkbox", checked: state.timeInfo,
+    onchange: (e) => { state.timeInfo = e.target.checked; timeChart(state.summary); } }), t("time.info"));
+  $("time-chart").replaceChildren(root, legend, toggle);
 }
 
 function table(head, rows, numeric = []) {
@@ -396,8 +408,10 @@ function renderFindings(res) {
     el("td", { class: "nowrap" }, f.rule), el("td", {}, sevBadge(f.severity)),
     el("td", { class: "hide-phone" }, t("kind." + f.kind)), el("td", {}, msg(f)),
     el("td", { class: "nowrap hide-phone" }, f.due ? beijing(f.due, false) : "")));
+  const more = res.total > shown.length ? el("button", { type: "button", class: "button more",
+    onclick: () => { state.limit += PAGE * 2; refresh(); } }, t("findings.more")) : null;
   $("findings").replaceChildren(table([t("col.case"), t("col.court"), t("col.rule"), t("col.sev"),
-    t("col.kind"), t("col.msg"), t("col.due")], rows));
+    t("col.kind"), t("col.msg"), t("col.due")], rows), more || "");
   for (const i of [2, 5, 7]) {
     for (const th of $("findings").querySelectorAll(`th:nth-child(${i})`)) th.classList.add("hide-phone");
   }
@@ -405,7 +419,7 @@ function renderFindings(res) {
 
 async function refresh() {
   const f = state.filters;
-  const q = new URLSearchParams({ limit: "200" });
+  const q = new URLSearchParams({ limit: String(state.limit), order: "severity" });
   for (const k of ["court", "rule", "severity", "kind"]) if (f[k]) q.set(k, f[k]);
   const dq = new URLSearchParams({ limit: "100" });
   if (f.court) dq.set("court", f.court);
@@ -452,12 +466,14 @@ async function showCase(caseNo) {
     $("case-sub").textContent = t("case.sub", { court: c.court, n: c.entries.length, f: c.findings.length,
       h: c.height, c: c.cosigned_height });
     const cited = new Set();
-    const boxes = c.findings.map((f) => {
+    const rank = (f) => SEVERITIES.indexOf(f.severity);
+    const ordered = [...c.findings].sort((a, b) => rank(a) - rank(b));  // stable: report order within
+    const boxes = ordered.map((f) => {
       for (const x of f.entries) cited.add(x.id);
       return el("article", { class: "finding " + f.severity },
         el("h3", {}, sevBadge(f.severity), el("span", { class: "mono" }, f.rule), el("span", { class: "tag" }, t("kind." + f.kind))),
         el("p", {}, msg(f)),
-        el("p", { class: "cite" }, t("col.cite") + "：" + f.citation),
+        el("p", { class: "cite" }, t("col.cite") + t("sep") + f.citation),
         f.due ? el("p", {}, t("case.due", { d: beijing(f.due, false) }), f.provisional ? t("case.provisional") : "") : null,
         f.entries.length ? el("p", { class: "cite" }, t("case.cited"), f.entries.map((x, i) => [i ? ", " : "",
           el("a", { href: "#/case/" + encodeURIComponent(caseNo), class: "mono",
@@ -514,7 +530,7 @@ function init() {
     route();
   });
   for (const k of ["court", "rule", "severity", "kind"]) {
-    $("f-" + k).addEventListener("change", (e) => { state.filters[k] = e.target.value; refresh(); });
+    $("f-" + k).addEventListener("change", (e) => { state.filters[k] = e.target.value; state.limit = PAGE; refresh(); });
   }
   window.addEventListener("hashchange", route);
   route();

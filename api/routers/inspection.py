@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query
 from api.deps import Identity, Service
 from api.schemas import ERROR_RESPONSES
 from api.service import NotFound
+from verifier.findings import SEVERITY_RANK
 
 router = APIRouter(prefix="/v1/inspection", tags=["inspection"], responses=ERROR_RESPONSES)
 log = logging.getLogger("courtledger.reads")
@@ -31,14 +32,20 @@ def findings(
     rule: Annotated[list[str] | None, Query(description="Only these rule ids.")] = None,
     severity: Annotated[list[Severity] | None, Query(description="Only these severities.")] = None,
     kind: Literal["violation", "warning"] | None = None,
+    order: Annotated[Literal["report", "severity"], Query(
+        description="report: case, rule, entries (the report digest's order); "
+                    "severity: gravest first, then report order.")] = "report",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """Current findings in report order (case, rule, entries), filtered; ``total`` counts all
-    that match, ``findings`` holds ``limit`` of them from ``offset``."""
+    """Current findings, filtered, in report order (case, rule, entries) or gravest first;
+    ``total`` counts all that match, ``findings`` holds ``limit`` of them from ``offset``."""
     log.info("inspection read", extra={"identity": identity})
     got = service.inspection_findings(case=case, court=court, rule=rule,
                                       severity=list(severity) if severity else None, kind=kind)
+    if order == "severity":
+        # A stable sort keeps report order within one severity.
+        got.sort(key=lambda f: SEVERITY_RANK.get(f["severity"], len(SEVERITY_RANK)))
     return {"total": len(got), "offset": offset, "findings": got[offset:offset + limit]}
 
 
