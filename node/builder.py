@@ -125,10 +125,22 @@ class BlockBuilder:
             and self.inflight is None
             and bool(self.queue)
             and self.chain.healthy()
+            # After an update_keys of this node, its old key may no longer sign blocks (they
+            # would fail validity everywhere): build nothing until restarted with the new key.
+            and self._key_current()
             # The last block in the Raft log must be applied: then the applied head *is* the
             # last block in the log (Raft §5.4.2: a new leader first commits its no-op).
             and self.chain.applied_index >= r.last_index()
         )
+
+    def _key_current(self) -> bool:
+        signer = getattr(self.chain, "signer", None)
+        state = getattr(self.chain, "state", None)
+        node_id = getattr(self.chain, "node_id", "")
+        if signer is None or state is None or not node_id:
+            return True
+        me = state.node(node_id)
+        return me is None or me.public_key == signer.public_key()
 
     async def run(self) -> None:
         """Build and propose blocks until cancelled."""
