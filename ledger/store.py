@@ -118,8 +118,51 @@ class LevelDBNodeStore:
         self._cache = LRUCache(cache_bytes)
         self._pending: dict[tuple[int, int], bytes] | None = None
         self._batch: Any = None
+        #: Nodes below this level are read from LevelDB but not cached (see :meth:`sized`).
+        self.cache_min_level = 0
         #: Set by the store: maps a leaf index to the height of its block, to name heights.
         self.height_of_leaf: Any = None
+
+    def sized(self, tree_size: int) -> None:
+        """Choose which levels to cache for a log of ``tree_size`` leaves.
+
+        A log of n leaves has about ``2n / 2**L`` nodes at levels L and above. Random proofs
+        read one node per level, so the nodes worth keeping are the upper levels, which every
+        proof shares; caching the lowest levels too would let each proof's fresh leaves push
+        them out. The cache therefore holds only the lowest level L whose nodes and all those
+        above it fit; below L, nodes come from LevelDB each time.
+        """
+        level = 0
+        while 2 * tree_size >> level > self._cache.capacity:
+            level += 1
+        self.cache_min_level = level
+
+    def warm(self, tree_size: int) -> int:
+        """Load the cached levels (``cache_min_level`` and up) into the cache; return how many.
+
+        One sequential scan per level, top level first, at most the cache's capacity: cheap at
+        open, and the first random proofs then read LevelDB only below ``cache_min_level``.
+        A node that fails its check value is skipped here and reported when a proof needs it.
+        """
+        loaded = 0
+        top = max(tree_size.bit_length() - 1, 0)
+        try:
+            for level in range(top, self.cache_min_level - 1, -1):
+                with self._db.iterator(prefix=b"N" + bytes([level])) as it:
+                    for dbkey, raw in it:
+                        if loaded >= self._cache.capacity:
+                            return loaded
+                        if len(raw) != DIGEST_SIZE + _CHECK:
+                            continue
+                        try:
+                            value = _unseal(dbkey, raw, "", None)
+                        except CorruptionError:
+                            continue
+                        self._cache.put((level, _U64.unpack(dbkey[2:])[0]), value)
+                        loaded += 1
+        except plyvel.Error as exc:
+            raise StoreError(f"cannot read Merkle nodes: {exc}") from exc
+        return loaded
 
     def begin(self, batch: Any) -> None:
         """Start collecting the nodes of one block into ``batch``."""
@@ -143,9 +186,11 @@ class LevelDBNodeStore:
             value = self._pending.get(key)
             if value is not None:
                 return value
-        value = self._cache.get(key)
-        if value is not None:
-            return value
+        cached = level >= self.cache_min_level
+        if cached:
+            value = self._cache.get(key)
+            if value is not None:
+                return value
         dbkey = _node_key(level, index)
         try:
             raw = self._db.get(dbkey)
@@ -172,7 +217,8 @@ class LevelDBNodeStore:
                 f"stored Merkle node ({level}, {index}){where} fails its check value",
                 height=height,
             )
-        self._cache.put(key, value)
+        if cached:
+            self._cache.put(key, value)
         return value
 
     def put_node(self, level: int, index: int, value: bytes) -> None:
@@ -254,6 +300,8 @@ class LedgerStore:
         self._head_raft: int = head["raft_index"]
         self._tree_size: int = head["tree_size"]
         self.log = MerkleLog(self.alg, self.nodes, size=self._tree_size)
+        self.nodes.sized(self._tree_size)
+        self.nodes.warm(self._tree_size)
         self._head_header = self._read_header(self._head_height)
         #: Test-only failure injection (issue 11): when set (by the node, from its failpoints),
         #: called with ``"before-block"`` just before a block's synced batch is written and
@@ -645,6 +693,7 @@ class LedgerStore:
             self._head_height, self._head_hash = height, bhash
             self._head_header, self._head_raft = dict(header), raft_index
             self._tree_size = self.log.size
+            self.nodes.sized(self._tree_size)
             if self.sync_hook is not None:
                 self.sync_hook("after-block")
             return bhash

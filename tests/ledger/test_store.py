@@ -403,3 +403,22 @@ def test_envelope_bytes_equal_canonical(world: Any) -> None:
         data, payload_bytes = _envelope_bytes(env)
         assert data == canonical(env)
         assert payload_bytes == canonical(env["payload"])
+
+
+def test_tiny_cache_caches_upper_levels_and_proofs_stay_right(
+    tmp_path: Path, world: Any, chain: ChainBuilder
+) -> None:
+    from ledger.merkle import LRUCache
+
+    store = LedgerStore.open(
+        tmp_path / "db", world.genesis, create=True, cache_bytes=LRUCache.ENTRY_COST * 16
+    )
+    _fill(store, chain, 6, per=5)  # 30 leaves, about 60 nodes: levels 2 and up fit in 16
+    assert store.nodes.cache_min_level == 2
+    for size in (1, 7, 16, 30):
+        for index in range(size):
+            assert store.inclusion_proof(index, size) == chain.log.inclusion_proof(index, size)
+        for old in range(size + 1):
+            assert store.consistency_proof(old, size) == chain.log.consistency_proof(old, size)
+    assert len(store.nodes._cache) <= 16
+    store.close()
