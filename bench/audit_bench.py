@@ -14,7 +14,9 @@ B, each block cosigned by the three voters (a checkpoint per block), caches it u
   entry's validity (signature, signer's role and court, duplicates), every block's link,
   proposer signature and Merkle root, every checkpoint's quorum;
 * the ratio audit entries/s ÷ verify/s. Each entry costs one verify, so the audit cannot beat
-  1.0; the issue's target is 0.7.
+  1.0; the issue's target is 0.7. Rates are per CPU-second of this process (on a shared
+  machine the wall clock measures the neighbours); the verify rate is also sampled in short
+  bursts between blocks during the audit, so both see the same load.
 
 Every entry signature is real and distinct (an entry's id, and so its signature, must be
 unique: the format allows no reuse there). Building 1M entries takes a few minutes once.
@@ -189,14 +191,37 @@ def main() -> int:
     os.sched_setaffinity(0, {core})
     print(f"pinned to core {core}; bundle {path.stat().st_size / 2**20:,.0f} MiB")
     raw0, led0 = verify_rates()
+    # The yardstick is also sampled DURING the audit, in short bursts between blocks, so that
+    # both rates are measured under the same load (the machine is shared); the bursts' CPU
+    # time is taken out of the audit's.
+    signer = key("yardstick")
+    pk = signer.public_key()
+    msgs = [signing_message(TAG_ENTRY, b"\x00" * 32, {"n": i, "pad": b"x" * 300})
+            for i in range(64)]
+    signed = [signer.sign(TAG_ENTRY, m[len(TAG_ENTRY):]) + m for m in msgs]
+    burst = {"ops": 0, "cpu": 0.0}
+
+    def sample(blocks: int, entries: int, nbytes: int) -> None:
+        if blocks % 10:
+            return
+        import nacl.bindings
+
+        t = time.process_time()
+        for sm in signed:
+            nacl.bindings.crypto_sign_open(sm, pk)
+        burst["cpu"] += time.process_time() - t
+        burst["ops"] += len(signed)
+
     source = BundleSource(path)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
-        audit = audit_chain(source, Pin(genesis=genesis))
+        audit = audit_chain(source, Pin(genesis=genesis), progress=sample)
     finally:
         source.close()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0 - burst["cpu"]
+    wall = time.perf_counter() - wall0
     raw1, led1 = verify_rates()
+    during = burst["ops"] / burst["cpu"] if burst["cpu"] else float("nan")
     raw, led = (raw0 + raw1) / 2, (led0 + led1) / 2
     r = audit.report
     assert audit.ok, audit.problems[:5]
@@ -205,12 +230,15 @@ def main() -> int:
     print(f"Ed25519 verify, raw libsodium:        {raw:,.0f} /CPU-s "
           f"(before {raw0:,.0f}, after {raw1:,.0f})")
     print(f"Ed25519 verify, ledger.crypto:        {led:,.0f} /CPU-s")
+    print(f"Ed25519 verify, raw, during the audit: {during:,.0f} /CPU-s "
+          f"({burst['ops']:,} verifies in bursts between blocks)")
     print(f"audit chain: {r.entries:,} entries, {r.blocks:,} blocks, {r.checkpoints:,} "
           f"checkpoints x 3 signatures: {cpu:,.1f} CPU-s ({wall:,.1f} s wall on a shared "
           f"machine, {r.entries / wall:,.0f} entries/s by the wall clock)")
     print(f"audit chain speed (one core):         {rate:,.0f} entries/CPU-s")
-    print(f"ratio to raw Ed25519 verify:          {rate / raw:.2f} "
-          f"(to ledger.crypto's verify {rate / led:.2f}; target >= 0.7, ceiling 1.0)")
+    print(f"ratio to raw Ed25519 verify:          {rate / raw:.2f} against the mean of before "
+          f"and after ({rate / during:.2f} against the rate sampled during the audit, "
+          f"{rate / led:.2f} against ledger.crypto's verify; target >= 0.7, ceiling 1.0)")
     return 0
 
 
