@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SEEDS  ?= 100000
 
-.PHONY: run test sim lint typecheck bench clean faults
+.PHONY: run test sim lint typecheck bench clean faults bench-scale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy ledger consensus
 
 bench: $(STAMP)
-	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) run artifacts
@@ -40,3 +41,8 @@ clean:
 ## faults: the long fault-injection run (SEEDS=N)
 faults: $(STAMP)
 	$(BIN)/python -m tests.faults.run --seeds $(SEEDS)
+
+## bench-scale: how cost grows with the log (MAX_SECONDS=3600)
+bench-scale: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/scale.py --max-seconds $(or $(MAX_SECONDS),3600)

@@ -201,6 +201,80 @@ def plot(res: dict[str, Any], out: Path) -> None:
     fig.savefig(out, dpi=90)
 
 
+NATIONAL = 327_000_000  # 司法链's records at the end of 2019 (issue 12)
+BEGIN, END = "<!-- projection:begin -->", "<!-- projection:end -->"
+
+
+def projection(res: dict[str, Any], bench: dict[str, Any] | None) -> str:
+    """Markdown: 327 million entries projected from the measured curves (and ``make bench``).
+
+    Disk: the bytes per entry at the largest size reached, times the count (LevelDB's
+    per-entry cost settles once compactions run; the curve shows whether it had). Proof
+    costs: the hashes grow with log2(n) (RFC 9162 §2.1.3), so the measured latency at the
+    largest size is scaled by log2(327M) / log2(n) — and the measured 1M→max growth is shown
+    beside it, to judge that assumption. Audit and catch-up: the audit rate per CPU-second
+    from ``make bench`` (``docs/benchmarks.json``), with the append rate measured here.
+    """
+    import math
+
+    last = res["rows"][-1]
+    n = last["entries"]
+    levels = math.ceil(math.log2(NATIONAL))
+    scale = math.log2(NATIONAL) / math.log2(n)
+    disk = last["disk_bytes_per_entry"] * NATIONAL
+    out = [f"Measured up to **{n:,} entries** in {res['seconds']:.0f} s "
+           f"(`bench/scale.py --max-seconds {res['max_seconds']:g}`, stopped by "
+           f"{res['stopped_by']}); projected to {NATIONAL:,}:", "",
+           "| quantity | measured at " + f"{n:,}" + " | projected at 327M | how |",
+           "| --- | --- | --- | --- |",
+           f"| disk | {last['disk_bytes_per_entry']:.0f} B/entry "
+           f"(envelope {res['envelope_bytes']} B) | {disk / 1e9:,.0f} GB | × entries |",
+           f"| inclusion proof | {last['proof_hashes']} hashes, p50 "
+           f"{last['inclusion_us'][0]:.0f} µs | {levels} hashes = {32 * levels} B, "
+           f"~{last['inclusion_us'][0] * scale:.0f} µs | hashes ⌈log2 n⌉ (RFC 9162 §2.1.3) |",
+           f"| consistency proof | p50 {last['consistency_us'][0]:.0f} µs | ≤ {levels + 1} "
+           f"hashes ≤ {32 * (levels + 1)} B, ~{last['consistency_us'][0] * scale:.0f} µs "
+           f"| ≤ ⌈log2 n⌉+1 hashes (RFC 9162 §2.1.4) |",
+           f"| verify-by-hash read | p50 {last['verify_us'][0]:.0f} µs | "
+           f"~{last['verify_us'][0] * scale:.0f} µs | LevelDB levels grow like log n |",
+           f"| append (signed by workers, validity checks off) | "
+           f"{last['append_per_s']:,.0f} entries/s | "
+           f"{NATIONAL / last['append_per_s'] / 3600:,.1f} h to rebuild a store | "
+           f"entries ÷ rate |"]
+    if bench and "audit" in bench:
+        rate = bench["audit"]["rate"]
+        cores = bench["machine"]["cpus"]
+        out.append(f"| full audit (`audit chain`) | {rate:,.0f} entries/CPU-s "
+                   f"(`make bench`) | {NATIONAL / rate / 3600:,.1f} h on one core, "
+                   f"{NATIONAL / rate / 3600 / 16:,.1f} h on 16 | entries ÷ rate |")
+        wire = res["envelope_bytes"] * 1.2
+        for mbit in (100, 1000):
+            net_h = NATIONAL * wire * 8 / (mbit * 1e6) / 3600
+            cpu_h = NATIONAL / (rate * cores) / 3600
+            out.append(f"| new court catch-up, {mbit} Mbit/s, {cores} cores | — | "
+                       f"{max(net_h, cpu_h):,.1f} h (network {net_h:,.1f} h, checks "
+                       f"{cpu_h:,.1f} h) | the slower of download and verify |")
+    big = [r for r in res["rows"] if r["entries"] >= 1_000_000]
+    if len(big) >= 2:
+        a, b = big[0], big[-1]
+        growth = ", ".join(f"{k.split('_')[0]} {b[k][0] / a[k][0]:.2f}×"
+                           for k in ("inclusion_us", "consistency_us", "verify_us"))
+        out += ["", f"Per-operation growth from {a['entries']:,} to {b['entries']:,} "
+                    f"(p50): {growth}; RSS {a['rss_mib']:.0f} → {b['rss_mib']:.0f} MiB."]
+    return "\n".join(out)
+
+
+def write_projection(doc: Path, res: dict[str, Any], bench: dict[str, Any] | None) -> None:
+    """Replace the block between the projection markers of ``doc`` (if it has them)."""
+    if not doc.exists():
+        return
+    text = doc.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        doc.write_text(f"{head}{BEGIN}\n{projection(res, bench)}\n{END}{tail}")
+
+
 def main() -> int:
     """Run, write docs/scale.json and docs/scale.png, print a summary."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -208,7 +282,16 @@ def main() -> int:
     ap.add_argument("--max-seconds", type=float, default=3600.0)
     ap.add_argument("--dir", default=None, help="store folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs", help="where scale.json/png go")
+    ap.add_argument("--report", action="store_true",
+                    help="only rewrite docs/scaling.md's projection from docs/scale.json")
     args = ap.parse_args()
+    bench_json = args.out / "benchmarks.json"
+    bench = json.loads(bench_json.read_text()) if bench_json.exists() else None
+    if args.report:
+        res = json.loads((args.out / "scale.json").read_text())
+        write_projection(args.out / "scaling.md", res, bench)
+        print(projection(res, bench))
+        return 0
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
         res = run(work / "store", args.max_entries, args.max_seconds)
@@ -219,6 +302,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(res, indent=1) + "\n")
     plot(res, args.out / "scale.png")
+    write_projection(args.out / "scaling.md", res, bench)
     rows = res["rows"]
     print(f"reached {res['reached']:,} entries in {res['seconds']:.0f} s "
           f"(stopped by {res['stopped_by']}); wrote {args.out / 'scale.json'} and scale.png")
