@@ -69,12 +69,18 @@ def _proc_cpu(pid: int) -> float:
 # -- courtledger --------------------------------------------------------------------------
 
 
-def _ours(cluster: ProcessCluster, lead: str, req: dict[str, Any]) -> dict[str, Any]:
-    before = sum(cluster.status(n)["cpu_s"] for n in cluster.ids)
-    r = cluster.request(lead, req, timeout=600)
-    after = sum(cluster.status(n)["cpu_s"] for n in cluster.ids)
-    r["cpu_us"] = 1e6 * (after - before) / max(1, r["committed"])
-    _check(r)
+def _ours(cluster: ProcessCluster, _lead: str, req: dict[str, Any]) -> dict[str, Any]:
+    """One load run on the current leader; if leadership moved during it (a starved machine
+    misses heartbeats), say so and run it once more on the new leader."""
+    for attempt in (1, 2):
+        lead = cluster.leader()
+        before = sum(cluster.status(n)["cpu_s"] for n in cluster.ids)
+        r = cluster.request(lead, req, timeout=600)
+        after = sum(cluster.status(n)["cpu_s"] for n in cluster.ids)
+        r["cpu_us"] = 1e6 * (after - before) / max(1, r["committed"])
+        if not r.get("errors"):
+            return r
+        print(f"  (leadership moved during the run: {r['errors']}; attempt {attempt} of 2)")
     return r
 
 
@@ -82,7 +88,8 @@ def bench_ours(quick: bool) -> None:
     """The three demo nodes."""
     counts = _counts(quick)
     with tempfile.TemporaryDirectory(prefix="raft-bench-") as tmp:
-        cluster = ProcessCluster(Path(tmp), fsync=True)
+        # etcd's default timing: 100 ms heartbeats, elections after 1-2 s of silence.
+        cluster = ProcessCluster(Path(tmp), fsync=True, tick_ms=100, election_tick=10)
         try:
             cluster.start_all()
             lead = cluster.leader()
@@ -123,11 +130,6 @@ def bench_ours(quick: bool) -> None:
                 row("courtledger", f"{label} blocks, 4 outstanding", "blocks/s", r)
         finally:
             cluster.stop_all()
-
-
-def _check(r: dict[str, Any]) -> None:
-    if r.get("errors"):
-        print(f"  (errors during the run: {r['errors']})")
 
 
 # -- etcd ---------------------------------------------------------------------------------
