@@ -262,6 +262,54 @@ def followers(count: int, voters: int, entries_per_s: float, verify_per_s: float
     }
 
 
+SCENARIOS = (  # (label, block entries, interval ms, loss)
+    ("2,000 entries/s in 100 KB blocks, 0.5 % loss", 200, 100, 0.005),
+    ("2,000 entries/s in 100 KB blocks, 2 % loss", 200, 100, 0.02),
+    ("10,000 entries/s in 500 KB blocks, 0.5 % loss", 1000, 100, 0.005),
+)
+
+
+def markdown(seed: int, seconds: float, mbit: float, count: int) -> str:
+    """The scenarios above for 5 and 7 voters, and the follower model, as Markdown."""
+    vr = verify_rate()
+    lines = ["| offered | voters | RTT min–median–max (ms) | commit p50 / p99 (ms) | "
+             "majority applied p50 / p99 (ms) | messages per block | bytes per block |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    fol = []
+    for label, entries, interval, loss in SCENARIOS:
+        for v in (5, 7):
+            r = simulate(v, seed, seconds, entries, interval, loss, mbit)
+            rtt = r["rtt_ms"]
+            lines.append(
+                f"| {label} | {v} | {rtt['min']}–{rtt['median']}–{rtt['max']} | "
+                f"{r['commit_ms']['p50']:.0f} / {r['commit_ms']['p99']:.0f} | "
+                f"{r['quorum_applied_ms']['p50']:.0f} / {r['quorum_applied_ms']['p99']:.0f} | "
+                f"{r['msgs_per_block']} | {r['bytes_per_block']:,} ({r['payload_ratio']}× "
+                f"the block) |")
+            if loss == 0.005:
+                fol.append((label, followers(count, v, entries * 1000 / interval, vr,
+                                             block_entries=entries)))
+    lines += ["", f"Simulated {seconds:g} s of load per row, seed {seed}, {mbit:g} Mbit/s per "
+              "link (`python bench/wan_sim.py --doc docs/scaling.md`).", "",
+              f"**{count} block followers** (throughput only, from the model in "
+              "`bench/wan_sim.followers`: each follower fetches every block from a voter that "
+              "is not the leader, spread evenly; a serving voter spends 0.3 CPU-ms per request "
+              "and 2 CPU-ms per MiB, with 1 Gbit/s uplink; a follower checks entries at 0.7 × "
+              f"the single-core Ed25519 verify rate measured here ({vr:,.0f}/s) on 2 cores; "
+              "~600 B per entry on the wire):", "",
+              "| offered | voters (serving) | bound by voter CPU | by voter uplink | "
+              "by follower CPU | sustainable | keeps up | with a relay tree (fan-out 10) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label, f in fol:
+        b, t = f["bounds_entries_per_s"], f["tree_bounds_entries_per_s"]
+        lines.append(f"| {label.split(' in ')[0]} | {f['serving_voters'] + 1} "
+                     f"({f['serving_voters']}) | {b['voter_cpu']:,}/s | {b['voter_uplink']:,}/s "
+                     f"| {b['follower_cpu']:,}/s | {f['sustainable_entries_per_s']:,}/s "
+                     f"({f['bound_by']}) | {'yes' if f['keeps_up'] else 'no'} | "
+                     f"{min(t.values()):,}/s |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     """Run the voter counts, then the follower model; print (or JSON)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -274,7 +322,16 @@ def main() -> int:
     ap.add_argument("--followers", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--doc", type=Path, help="rewrite this doc's wan block (the scenarios)")
     args = ap.parse_args()
+    if args.doc:
+        text = args.doc.read_text()
+        head, rest = text.split("<!-- wan:begin -->", 1)
+        _, tail = rest.split("<!-- wan:end -->", 1)
+        block = markdown(args.seed, args.seconds, args.mbit, args.followers)
+        args.doc.write_text(f"{head}<!-- wan:begin -->\n{block}\n<!-- wan:end -->{tail}")
+        print(block)
+        return 0
     runs = [simulate(int(v), args.seed, args.seconds, args.block_entries, args.interval_ms,
                      args.loss, args.mbit) for v in args.voters.split(",")]
     offered = args.block_entries * 1000 / args.interval_ms
