@@ -52,8 +52,9 @@ log = logging.getLogger("courtledger.inspection")
 CONDITION_RULE = re.compile(r"^ZB-(0[1-9]|1[0-9]|2[0-3])$")
 #: Beijing time (UTC+8): months of the charts are Beijing months (events.md, "Conventions").
 BEIJING_MS = 8 * 3600 * 1000
-#: Blocks fed per trip to the worker thread while catching up (bounds one trip's latency).
-FEED_BATCH = 64
+#: Blocks fed per trip to the worker thread while catching up (bounds one trip's latency,
+#: and how long a stopping node waits for the trip in flight).
+FEED_BATCH = 16
 
 
 class InspectionUnavailable(Exception):
@@ -169,6 +170,9 @@ class InspectionWorker:
         self._last_report: tuple[int, str, int] | None = None
         self._last_report_at = 0.0
         self._wake = asyncio.Event()
+        self._stopping = False
+        self._summary: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._months: dict[str, str] = {}
         self._signer: Any = None
         self._court: str | None = None
         if self.settings.reporter:
@@ -210,11 +214,11 @@ class InspectionWorker:
         while True:
             try:
                 if self.fed_height < self.chain.height:
-                    await asyncio.to_thread(self.feed, self.chain.height, FEED_BATCH)
+                    await self._in_thread(self.feed, self.chain.height, FEED_BATCH)
                     continue  # catch up before anything else
                 now = time.time()
                 if now >= next_tick:
-                    await asyncio.to_thread(self.engine.advance_time, int(now * 1000))
+                    await self._in_thread(self.engine.advance_time, int(now * 1000))
                     next_tick = now + self.settings.tick_s
                 if self.settings.reporter and now - self._last_report_at >= \
                         self.settings.report_interval_s:
@@ -231,6 +235,21 @@ class InspectionWorker:
             except TimeoutError:
                 pass
 
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` in a worker thread; if the node stops meanwhile, let the call finish
+        (it stops after the block in hand) before the cancellation goes on, so the chain store
+        is never closed under a read."""
+        fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            self._stopping = True
+            try:
+                await fut
+            except Exception:  # noqa: BLE001, S110 - stopping anyway
+                pass
+            raise
+
     def feed(self, upto: int, limit: int | None = None) -> int:
         """Feed blocks ``fed_height+1 … upto`` (at most ``limit``) to the engine, in order.
 
@@ -240,7 +259,7 @@ class InspectionWorker:
         from verifier import Record
 
         n = 0
-        while self.fed_height < upto and (limit is None or n < limit):
+        while self.fed_height < upto and (limit is None or n < limit) and not self._stopping:
             h = self.fed_height + 1
             block = self.chain.block(h)
             if block is None:
@@ -303,11 +322,11 @@ class InspectionWorker:
         self._last_report = (self.fed_height, body["findings"], body["count"])
         assert self._court is not None
         payload = make_payload("report", self._court, self._signer.public_key(), body, now)
-        return sign_entry(self._signer, self.chain.chain_id, payload)  # type: ignore[no-any-return]
+        return sign_entry(self._signer, self.chain.chain_id, payload)
 
     async def submit_report(self) -> str | None:
         """Sign and submit one report through this node's admission path; its entry id."""
-        env = await asyncio.to_thread(self.report_envelope)
+        env = await self._in_thread(self.report_envelope)
         if env is None:
             return None
         try:
@@ -363,7 +382,26 @@ class InspectionWorker:
 
     def summary(self) -> dict[str, Any]:
         """Per court, per rule, per severity, and per filing month; each court's closed (终本)
-        cases and the share of them closed with a violated condition (ZB-01 … ZB-23)."""
+        cases and the share of them closed with a violated condition (ZB-01 … ZB-23).
+
+        Cached until the engine evaluates a case again or a block or report arrives: the
+        dashboard asks on every refresh, and nothing in it changes in between."""
+        key = (self.engine.evaluations, self.fed_height, len(self.reports))
+        if self._summary is not None and self._summary[0] == key:
+            return {**self._summary[1], **self.status()}
+        out = self._compute_summary()
+        self._summary = (key, out)
+        return out
+
+    def _month_of(self, case: str) -> str:
+        m = self._months.get(case)
+        if m is None:
+            filed = self._filed.get(case)
+            m = _month(filed) if filed is not None else "?"
+            self._months[case] = m
+        return m
+
+    def _compute_summary(self) -> dict[str, Any]:
         courts = self.engine.summary_by_court()
         for s in courts.values():
             s.update(closed_zb=0, improper=0, share=0.0)
@@ -372,15 +410,17 @@ class InspectionWorker:
         severities: dict[str, dict[str, int]] = {}
         months: dict[str, dict[str, int]] = {}
         for f in self.engine.findings():
-            r = rules.setdefault(f.rule, {"rule": f.rule, "citation": f.citation,
-                                          "severity": f.severity, "violation": 0, "warning": 0,
-                                          "message_zh": f.message_zh.split("：")[0],
-                                          "message_en": f.message_en.split(": ")[0]})
+            r = rules.get(f.rule)
+            if r is None:
+                # The rule's own message: a finding's message is it, then "：" and the detail.
+                r = rules[f.rule] = {"rule": f.rule, "citation": f.citation,
+                                     "severity": f.severity, "violation": 0, "warning": 0,
+                                     "message_zh": f.message_zh.split("：")[0],
+                                     "message_en": f.message_en.split(": ")[0]}
             r[f.kind] += 1
             sv = severities.setdefault(f.severity, {"violation": 0, "warning": 0})
             sv[f.kind] += 1
-            filed = self._filed.get(f.case)
-            m = months.setdefault(_month(filed) if filed is not None else "?", {})
+            m = months.setdefault(self._month_of(f.case), {})
             m[f.severity] = m.get(f.severity, 0) + 1
             if f.kind == "violation" and CONDITION_RULE.match(f.rule):
                 improper.add(f.case)
@@ -404,8 +444,9 @@ class InspectionWorker:
         come first since their due date is earliest."""
         warns = [f for f in self.engine.findings(court=court, kind="warning")
                  if f.due is not None]
-        warns.sort(key=lambda f: (f.due, f.case, f.rule))
-        return [{**f.to_json(), "overdue": f.due < self.engine.now} for f in warns[:limit]]
+        warns.sort(key=lambda f: (f.due or 0, f.case, f.rule))
+        now = self.engine.now
+        return [{**f.to_json(), "overdue": (f.due or 0) < now} for f in warns[:limit]]
 
     def case(self, case_no: str) -> dict[str, Any]:
         """One case for people: its timeline from the chain (documents, events, evidence, with
