@@ -23,6 +23,7 @@ from ledger.blocks import block_hash, build_block, check_block
 from ledger.checkpoints import to_file
 from ledger.consortium import ConsortiumState
 from ledger.crypto import Signer
+from ledger.encoding import decode
 from ledger.errors import LedgerError, ProofError
 from ledger.genesis import Genesis
 from ledger.store import LedgerStore
@@ -52,16 +53,18 @@ class Chain:
         state = ConsortiumState.from_genesis(genesis)
         self._states: list[tuple[int, ConsortiumState]] = [(0, state)]
         height, _, _ = store.head()
-        # Rebuild the state at the head. Only identity/membership entries change it; a store
-        # index of those would make this O(changes) instead of O(blocks) (ledger/store.py).
-        for block in store.iter_blocks(1, height + 1):
-            new = state.apply_block(block)
-            if new is not state and any(
-                e["payload"]["kind"] in ("identity", "membership") for e in block["entries"]
-            ):
-                self._states.append((block["header"]["height"], new))
-            state = new
-        self.state: ConsortiumState = state
+        # Rebuild the state at the head from the entries that change it (identity and
+        # membership, the store's state-change index): O(changes), not O(blocks).
+        by_height: dict[int, list[int]] = {}
+        for h, leaf in store.state_change_entries():
+            by_height.setdefault(h, []).append(leaf)
+        for h in sorted(by_height):
+            header = store.header(h)
+            assert header is not None
+            payloads = [decode(store.entry_bytes(leaf))["payload"] for leaf in by_height[h]]
+            state = state.apply_payloads(h, header["time"], payloads)
+            self._states.append((h, state))
+        self.state: ConsortiumState = state.advance(height)
         self._raft_index = store.applied_raft_index()
         cp = store.latest_checkpoint()
         self.cosigned_height: int = cp[0]["height"] if cp else 0

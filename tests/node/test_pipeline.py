@@ -170,3 +170,20 @@ def test_caught_up_voter_refuses_to_cosign_a_skewed_block(three: Path, tmp_path:
             node.chain.close()
 
     asyncio.run(main())
+
+
+def test_reopened_chain_resumes_at_its_head_with_the_state_in_force(
+    one: Path, tmp_path: Path
+) -> None:
+    node = node_of(one, "spc", tmp_path)
+    for i in range(3):
+        _apply_one(node, doc(one, node, 40 + i))
+    head = node.chain.store.head()
+    node.chain.close()
+    again = node_of(one, "spc", tmp_path)
+    try:
+        assert again.chain.store.head() == head
+        assert again.chain.state.height == 3, "the state judges block 4 next"
+        assert again.chain.applied_index == 1
+    finally:
+        again.chain.close()
