@@ -80,6 +80,7 @@ class Cosigner:
         self.evidence: list[dict[str, Any]] = []
         self.skew_refusals = 0
         self._sending: set[asyncio.Task[None]] = set()
+        self._answered: set[tuple[str, int]] = set()
 
     # ------------------------------------------------------------------ own checkpoints
 
@@ -121,6 +122,14 @@ class Cosigner:
         for h in heights:
             cp = self.own.get(h)
             sig = self.sigs.get(h, {}).get(self.node_id)
+            if cp is None and sig is None and self.stopped is None and any(
+                    n == self.node_id for n, _ in self.chain.voters_at(h)):
+                # Restarted (perhaps with a key that update_keys replaced since h): sign
+                # again to ask the peers for theirs. Not counted here: a signature by a
+                # replaced key is no longer valid for h; the peers' answers make the quorum.
+                cp = self.chain.checkpoint_body(h)
+                if cp is not None:
+                    sig = sign_checkpoint(self.signer, self.chain.chain_id, cp)
             if cp is not None and sig is not None and self.stopped is None:
                 await self.send_all(CHANNEL, canonical({"cp": cp, "node": self.node_id,
                                                         "sig": sig}))
@@ -143,6 +152,13 @@ class Cosigner:
             log.warning("dropping a cosig frame from %s: %s", peer, exc)
             return
         if self._receive(peer, cp, sig):
+            await self._reply(peer, cp["height"])
+        elif self.chain.cosigned(cp["height"]) and (peer, cp["height"]) not in self._answered:
+            # A peer still asking for a height we completed (it restarted, or its key was
+            # replaced since and its signature no longer counts): answer once with ours.
+            if len(self._answered) > 10_000:
+                self._answered.clear()
+            self._answered.add((peer, cp["height"]))
             await self._reply(peer, cp["height"])
 
     async def _reply(self, peer: str, h: int) -> None:
