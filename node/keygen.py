@@ -82,7 +82,12 @@ def make_node_keys(out: Path, node_id: str, court: str, raft_addr: str,
     names = [out / f"{node_id}.{s}" for s in ("node.key", "tls.key", "tls.crt", "node.toml")]
     _fresh(names)
     signer = Ed25519Signer.generate()
-    cert_pem, key_pem = generate_node_certificate(node_id, TLS_DAYS)
+    # Each certificate gets its own subject (the node id and a random suffix): a running
+    # peer's OpenSSL trust store only grows (consensus/tls.py), and two anchors with one
+    # subject make it check a renewed certificate against the one it replaces. The pin is
+    # the fingerprint, never the name (DESIGN §3).
+    cert_pem, key_pem = generate_node_certificate(f"{node_id[:55]}-{secrets.token_hex(4)}",
+                                                  TLS_DAYS)
     cert = cert_pem.decode() if isinstance(cert_pem, bytes) else cert_pem
     tls_key = key_pem.decode() if isinstance(key_pem, bytes) else key_pem
     signer.save(names[0])
