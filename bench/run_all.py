@@ -484,7 +484,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="per load level (loadgen)")
     ap.add_argument("--entries", type=int, default=20_000, help="cluster_bench, 100/request")
     ap.add_argument("--audit-entries", type=int, default=100_000)
-    ap.add_argument("--cases", type=int, default=30_000, help="inspection cases")
+    ap.add_argument("--cases", type=int, default=10_000, help="inspection cases")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--from-json", type=Path, help=argparse.SUPPRESS)  # re-render a run
     args = ap.parse_args()
