@@ -271,6 +271,9 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     add("verify-by-hash req/s vs bare FastAPI+LevelDB", vn, vb, "/s",
         f"{vn / vb:.2f} (target ≥ 0.8)")
     add("verify-by-hash req/s vs etcd range read", vn, ve, "/s")
+    if "verify_rps_node" in cb:
+        add("  the same vs bare, cluster_bench's 4 httpx processes", cb["verify_rps_node"],
+            cb["verify_rps_bare"], "/s", f"{cb['verify_ratio_to_bare']:.2f} (target ≥ 0.8)")
     au = r["audit"]
     add("audit chain entries/CPU-s vs raw verify", au["rate"], au["raw"], "/s",
         f"{au['ratio']:.2f} (target ≥ 0.7)")
