@@ -19,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from api.service import CommitUnknown, NotFound, Unavailable, Wait
 from ledger.encoding import canonical, decode
-from ledger.entries import admit, entry_id
+from ledger.entries import entry_id
 from ledger.errors import AdmissionError, LedgerError
+from node.admission import admit_batch
 from node.inspection import InspectionReads
 
 log = logging.getLogger("courtledger.service")
@@ -146,40 +146,11 @@ class NodeServiceImpl(InspectionReads):
                 continue  # a replay: answered from its original state
             seen.add(eid)
             fresh.append((i, eid, env))
-        admitted = await asyncio.to_thread(self._admit_all, fresh)
+        admitted = await asyncio.to_thread(admit_batch, self.chain, fresh)
         for eid, env, size in admitted:
             builder.add(eid, env, size)
         self.node.metrics.admitted.inc(len(admitted))
         return [eid for eid, _, _ in admitted]
-
-    def _admit_all(
-        self, fresh: list[tuple[int, bytes, dict[str, Any]]]
-    ) -> list[tuple[bytes, dict[str, Any], int]]:
-        """Admission (``ledger.entries.admit``) of each new entry; raise naming the index."""
-        chain = self.chain
-        state = chain.state  # one state for the whole batch
-        now = int(time.time() * 1000)
-        out = []
-        for i, eid, env in fresh:
-            try:
-                if chain.has_entry(eid):
-                    continue  # committed meanwhile: a replay
-                size = len(canonical(env))
-                if size > chain.params.max_entry_bytes:
-                    raise AdmissionError(
-                        f"entry of {size} bytes exceeds max_entry_bytes "
-                        f"{chain.params.max_entry_bytes}"
-                    )
-                admit(env, state=state, chain_id=chain.chain_id, now_ms=now,
-                      is_known=chain.has_entry)
-            except LedgerError as exc:
-                exc.detail = f"entries[{i}]: {exc.detail}"
-                exc.args = (exc.detail,)
-                raise
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise AdmissionError(f"entries[{i}]: not an envelope ({exc})") from None
-            out.append((eid, env, size))
-        return out
 
     def status_of(self, eid: bytes, *, with_receipt: bool = True) -> dict[str, Any]:
         """The answer for one entry: committed with location (and receipt once cosigned), or
