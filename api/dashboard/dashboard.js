@@ -29,7 +29,7 @@ const STRINGS = {
     "share.title": "各法院终本案件不规范结案占比",
     "share.note": "终本结案的案件中，违反终本条件（ZB-01 至 ZB-23）至少一项的比例。",
     "share.none": "无终本案件", "share.label": "{k}/{n} 件 · {p}",
-    "time.title": "按立案月份的问题数", "time.note": "每月立案的案件目前的违规与预警，按严重程度堆叠。", "time.info": "包括提示（INFO，如入链前历史的补录）",
+    "time.title": "按立案月份的问题数", "time.note": "符合筛选条件的违规与预警，按案件立案月份统计、按严重程度堆叠。", "time.info": "包括提示（INFO，如入链前历史的补录）",
     "deadlines.title": "期限预警（按到期日排序）",
     "deadlines.none": "当前没有期限预警。",
     "overdue": "已逾期 {d} 天", "due.today": "今日到期", "due.in": "{d} 天后到期",
@@ -68,7 +68,7 @@ const STRINGS = {
     "share.title": "Share of improperly closed cases, by court",
     "share.note": "Of the cases closed by 终本, the share violating at least one closure condition (ZB-01 to ZB-23).",
     "share.none": "no closed cases", "share.label": "{k}/{n} · {p}",
-    "time.title": "Findings by month of filing", "time.note": "Current violations and warnings of the cases filed each month, stacked by severity.", "time.info": "Include INFO (e.g. history entered before the court joined the chain)",
+    "time.title": "Findings by month of filing", "time.note": "The violations and warnings matching the filters, by the month their case was filed, stacked by severity.", "time.info": "Include INFO (e.g. history entered before the court joined the chain)",
     "deadlines.title": "Deadline warnings (soonest first)",
     "deadlines.none": "No deadline warnings now.",
     "overdue": "{d} days overdue", "due.today": "due today", "due.in": "due in {d} days",
@@ -142,7 +142,7 @@ const EVENTS = {
 
 let LANG = "zh";
 const PAGE = 50;
-let state = { summary: null, limit: PAGE, timeInfo: false, filters: { court: "", rule: "", severity: "", kind: "" } };
+let state = { summary: null, months: null, limit: PAGE, timeInfo: false, filters: { court: "", rule: "", severity: "", kind: "" } };
 
 const $ = (id) => document.getElementById(id);
 
@@ -313,6 +313,7 @@ function shareChart(s) {
 }
 
 function timeChart(s) {
+  // s: an object with `months` ({YYYY-MM: {severity: n}}): the filtered findings over time.
   const sevs = state.timeInfo ? SEVERITIES : SEVERITIES.filter((v) => v !== "INFO");
   const months = Object.keys(s.months).filter((m) => m !== "?");
   const W = Math.max(320, Math.min(640, $("time-chart").clientWidth || 640)), H = 240, left = 40, bottom = 28, top = 10, right = 8;
@@ -347,7 +348,7 @@ function timeChart(s) {
   const legend = el("ul", { class: "legend" }, sevs.map((v) =>
     el("li", {}, el("span", { class: "sw " + v }), t("sev." + v) + " " + v)));
   const toggle = el("label", { class: "toggle" }, el("input", { type: "checkbox", checked: state.timeInfo,
-    onchange: (e) => { state.timeInfo = e.target.checked; timeChart(state.summary); } }), t("time.info"));
+    onchange: (e) => { state.timeInfo = e.target.checked; timeChart(state.months); } }), t("time.info"));
   $("time-chart").replaceChildren(root, legend, toggle);
 }
 
@@ -427,12 +428,13 @@ async function refresh() {
     const [s, res, dl] = await Promise.all([api("/v1/inspection/summary"),
       api("/v1/inspection/findings?" + q), api("/v1/inspection/deadlines?" + dq)]);
     state.summary = s;
+    state.months = res;
     $("error").hidden = true;
     fillFilters(s);
     renderStatus(s);
     renderCards(s);
     shareChart(s);
-    timeChart(s);
+    timeChart(res);
     renderCourts(s);
     renderRules(s);
     renderDeadlines(dl.warnings, s.now);

@@ -8,6 +8,7 @@ Findings are in the finding shape of domain/events.md (entry ids hex, heights of
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -39,14 +40,27 @@ def findings(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Current findings, filtered, in report order (case, rule, entries) or gravest first;
-    ``total`` counts all that match, ``findings`` holds ``limit`` of them from ``offset``."""
+    ``total`` counts all that match, ``findings`` holds ``limit`` of them from ``offset``, and
+    ``months`` counts all that match by the month their case was filed (Beijing time) and
+    severity: the filtered findings over time."""
     log.info("inspection read", extra={"identity": identity})
     got = service.inspection_findings(case=case, court=court, rule=rule,
                                       severity=list(severity) if severity else None, kind=kind)
     if order == "severity":
         # A stable sort keeps report order within one severity.
         got.sort(key=lambda f: SEVERITY_RANK.get(f["severity"], len(SEVERITY_RANK)))
-    return {"total": len(got), "offset": offset, "findings": got[offset:offset + limit]}
+    months: dict[str, dict[str, int]] = {}
+    for f in got:
+        filed = f.get("filed_at")
+        m = months.setdefault(_month(filed) if isinstance(filed, int) else "?", {})
+        m[f["severity"]] = m.get(f["severity"], 0) + 1
+    return {"total": len(got), "offset": offset, "findings": got[offset:offset + limit],
+            "months": dict(sorted(months.items()))}
+
+
+def _month(ms: int) -> str:
+    """``YYYY-MM`` in Beijing time (UTC+8, domain/events.md "Conventions")."""
+    return time.strftime("%Y-%m", time.gmtime(ms / 1000 + 8 * 3600))
 
 
 @router.get("/summary")

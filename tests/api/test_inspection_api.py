@@ -83,6 +83,9 @@ def test_findings_filters_and_paging(setup: Any) -> None:
     assert {f["rule"] for f in by_rule} <= {f0["rule"], "ND-01"} and f0 in by_rule
     sev = get(client, "/v1/inspection/findings", severity=f0["severity"])
     assert sev["total"] == sum(1 for f in fs if f["severity"] == f0["severity"])
+    # The filtered findings over time: every match counted once, by its case's filing month.
+    assert sum(sum(m.values()) for m in sev["months"].values()) == sev["total"]
+    assert {k for m in sev["months"].values() for k in m} == {f0["severity"]}
     court = get(client, "/v1/inspection/findings", court=COURT)
     assert court["total"] == len(fs)
     assert get(client, "/v1/inspection/findings", court="沪")["total"] == 0
