@@ -312,8 +312,10 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
                 max(cb["ratio_to_ceiling"], cb.get("cpu_ratio_to_ceiling", 0)) >= 0.6))
     lg = r["loadgen"]
     ratio = lg["verify_node"]["rate"] / lg["verify_bare"]["rate"]
-    out.append(("verify-by-hash ≥ 0.8 of the bare FastAPI endpoint", f"{ratio:.2f}",
-                ratio >= 0.8))
+    other = cb.get("verify_ratio_to_bare", ratio)
+    out.append(("verify-by-hash ≥ 0.8 of the bare FastAPI endpoint",
+                f"{ratio:.2f} (loadgen), {other:.2f} (cluster_bench's httpx clients)",
+                min(ratio, other) >= 0.8))
     out.append(("audit ≥ 0.7 of the raw verify rate", f"{r['audit']['ratio']:.2f}",
                 r["audit"]["ratio"] >= 0.7))
     ins = r["inspect"]
