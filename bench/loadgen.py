@@ -18,7 +18,9 @@ drives:
 at concurrency 1, 16, 64 and 256, each for ``--seconds`` (a warm-up first), then the
 verify-by-hash look-up at concurrency 16 against the node's public listener, etcd's range
 read of the same key, and a bare FastAPI endpoint reading the same LevelDB key from a copy of
-the node's store (``cluster_bench.BARE_APP``, after the cluster stopped). Records are signed
+the node's store (``cluster_bench.BARE_APP``, after the cluster stopped), and a new court's
+catch-up: ``courtledger follow --once`` from an empty folder to the leader's head (every block
+checked as the auditor does). Records are signed
 before the clock starts; each is used once (a duplicate would be refused).
 
 Nothing is left running: nodes, etcd members and the bare app each run in their own session
@@ -236,6 +238,42 @@ def etcd_lookup(digests: list[bytes]) -> Op:
 # --------------------------------------------------------------------------- the run
 
 
+def catch_up(cluster: Cluster, folder: Path, lead: str, data: Path) -> dict[str, Any]:
+    """A new court's copy: ``courtledger follow --once`` from empty to the leader's head.
+
+    Every block is fetched over the internal API and checked as the auditor checks it
+    (signatures, links, Merkle roots, checkpoint quorums) before it is stored. Timed by the
+    wall clock and by the follower's CPU time.
+    """
+    import resource
+
+    import httpx
+
+    head = httpx.get(cluster.internal(lead) + "/v1/head", timeout=10).json()
+    token = sorted((folder / "keys").glob("*-inspector.token")) or sorted(
+        (folder / "keys").glob("*.token"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "node.cli", "follow", "--from",
+                          cluster.internal(lead), "--token", str(token[0]), "--data", str(data),
+                          "--genesis", str(folder / "genesis.toml"), "--once"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=900)
+    finally:
+        _killpg(p)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if p.returncode != 0:
+        raise RuntimeError(f"follow --once failed: {err.decode()[-500:]}")
+    n = int(head["tree_size"])
+    return {"entries": n, "blocks": int(head["height"]), "seconds": round(wall, 2),
+            "cpu_s": round(cpu, 2), "entries_per_s": n / wall,
+            "entries_per_cpu_s": n / cpu if cpu else None}
+
+
 def _killpg(p: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(p.pid, signal.SIGKILL)
@@ -283,6 +321,7 @@ def run(seconds: float, levels: tuple[int, ...], work: Path) -> dict[str, Any]:
         r = asyncio.run(closed_loop(pub, verify_get("/v1/verify/", committed[:5000]), 16, seconds))
         r.pop("next")
         out["verify_node"] = r
+        out["catch_up"] = catch_up(cluster, folder, lead, work / "follower")
     finally:
         cluster.stop_all()
         for p in list(cluster.procs.values()):
@@ -348,6 +387,9 @@ def main() -> int:
         print(f"c={a['concurrency']:>3}: courtledger {a['rate']:8.0f}/s p99 {a['p99_ms']:7.1f} ms"
               f" | etcd {b['rate']:8.0f}/s p99 {b['p99_ms']:7.1f} ms"
               f" | ratio {a['rate'] / b['rate']:.2f}")
+    cu = out["catch_up"]
+    print(f"catch-up (follow --once): {cu['entries']} entries in {cu['blocks']} blocks, "
+          f"{cu['seconds']} s ({cu['entries_per_s']:.0f}/s; {cu['cpu_s']} CPU-s)")
     for k in ("verify_node", "verify_bare", "verify_etcd"):
         print(f"{k}: {out[k]['rate']:.0f}/s p99 {out[k]['p99_ms']:.1f} ms")
     return 0

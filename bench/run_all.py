@@ -274,6 +274,11 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if "verify_rps_node" in cb:
         add("  the same vs bare, cluster_bench's 4 httpx processes", cb["verify_rps_node"],
             cb["verify_rps_bare"], "/s", f"{cb['verify_ratio_to_bare']:.2f} (target ≥ 0.8)")
+    cu = lg.get("catch_up")
+    if cu:
+        add(f"new court catch-up, follow --once ({cu['entries']:,} entries, "
+            f"{cu['blocks']:,} blocks)", cu["entries_per_s"], None, "/s",
+            f"{cu['entries_per_cpu_s'] or 0:,.0f}/CPU-s")
     au = r["audit"]
     add("audit chain entries/CPU-s vs raw verify", au["rate"], au["raw"], "/s",
         f"{au['ratio']:.2f} (target ≥ 0.7)")
@@ -447,6 +452,9 @@ def write_doc(r: dict[str, Any], rows: list[tuple[str, str, str, str]], text: st
            "`GET /v1/verify/{sha256}`, a bare FastAPI endpoint reading the same LevelDB key "
            "from a copy of that node's store (`cluster_bench.BARE_APP`), and etcd's "
            "`/v3/kv/range` of the key its put wrote (linearizable read, etcd's default).",
+           "- **Catch-up.** `courtledger follow --once` from an empty folder to the "
+           "leader's head after the user's-path run (every block checked as the auditor "
+           "does); small, so the process start weighs on it.",
            "- **Audit.** `bench/audit_bench.py`: `audit_chain` over a bundle, entries per "
            "CPU-second on one core, against raw libsodium verify in the same process.",
            "- **Inspection.** `bench/inspect_bench.py --skip-chain --workers <cores>`: "
