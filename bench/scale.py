@@ -267,6 +267,13 @@ def projection(res: dict[str, Any], bench: dict[str, Any] | None) -> str:
             out.append(f"| new court catch-up, {mbit} Mbit/s, {cores} cores | — | "
                        f"{max(net_h, cpu_h):,.1f} h (network {net_h:,.1f} h, checks "
                        f"{cpu_h:,.1f} h) | the slower of download and verify |")
+    cu = (bench or {}).get("loadgen", {}).get("catch_up")
+    if cu and cu.get("entries_per_cpu_s"):
+        rate = cu["entries_per_cpu_s"]
+        out.append(f"| new court catch-up, `follow --once` as measured | {rate:,.0f} entries/"
+                   f"CPU-s over {cu['entries']:,} entries (`make bench`) | "
+                   f"{NATIONAL / rate / 3600:,.0f} h of one core | entries ÷ rate; a small "
+                   f"run, start-up included: pessimistic |")
     big = [r for r in res["rows"] if r["entries"] >= 1_000_000]
     if len(big) >= 2:
         a, b = big[0], big[-1]
