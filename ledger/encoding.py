@@ -36,37 +36,64 @@ Value = Any
 """A value of the canonical data model (bool, int, str, bytes, list, dict[str, ...])."""
 
 
+_LEAVES = frozenset({bool, str, bytes})
+
+
+def _check_key(key: object) -> str:
+    if type(key) is not str:
+        if isinstance(key, str):
+            return str(key)
+        raise EncodingError(f"map key {key!r} is not a string")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # A lone surrogate has no UTF-8 form; say so as an EncodingError rather than
+            # let the codec's error escape (every failure here is an EncodingError).
+            raise EncodingError(f"map key {key!r} is not valid Unicode: {exc.reason}") from exc
+    return key
+
+
 def _normalise(obj: Value, depth: int) -> Value:
-    """Check ``obj`` against the data model and return it with every map's keys sorted."""
+    """Check ``obj`` against the data model and return it with every map's keys sorted.
+
+    Dispatches on the exact type first (the hot path: this runs for every signed or hashed
+    object), then falls back to ``isinstance`` for subclasses.
+    """
     if depth > MAX_DEPTH:
         raise EncodingError(f"nesting deeper than {MAX_DEPTH}")
-    # bool before int: bool is a subclass of int in Python.
-    if isinstance(obj, bool):
+    kind = type(obj)
+    if kind in _LEAVES:
         return obj
-    if isinstance(obj, int):
+    if kind is int:
         if not _INT_MIN <= obj <= _INT_MAX:
             raise EncodingError(f"integer {obj} outside −2^63 … 2^64−1")
         return obj
-    if isinstance(obj, str | bytes):
-        return obj
-    if isinstance(obj, bytearray | memoryview):
+    if kind is dict:
+        # UTF-8 preserves code point order, so sorting the str keys sorts their UTF-8 bytes.
+        keys = sorted(_check_key(key) for key in obj)
+        child = depth + 1
+        return {
+            key: value if type(value) in _LEAVES else _normalise(value, child)
+            for key in keys
+            for value in (obj[key],)
+        }
+    if kind is list or kind is tuple:
+        child = depth + 1
+        return [x if type(x) in _LEAVES else _normalise(x, child) for x in obj]
+    # Subclasses and the remaining allowed types; bool before int (bool subclasses int).
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return _normalise(int(obj), depth)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, bytes | bytearray | memoryview):
         return bytes(obj)
     if isinstance(obj, list | tuple):
-        return [_normalise(x, depth + 1) for x in obj]
+        return _normalise(list(obj), depth)
     if isinstance(obj, dict):
-        items = []
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise EncodingError(f"map key {key!r} is not a string")
-            try:
-                raw_key = key.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                # A lone surrogate has no UTF-8 form; say so as an EncodingError rather than
-                # let the codec's error escape (every failure here is an EncodingError).
-                raise EncodingError(f"map key {key!r} is not valid Unicode: {exc.reason}") from exc
-            items.append((raw_key, key, _normalise(value, depth + 1)))
-        items.sort(key=lambda kv: kv[0])
-        return {key: value for _, key, value in items}
+        return _normalise(dict(obj), depth)
     if obj is None:
         raise EncodingError(_NIL)
     if isinstance(obj, float):
