@@ -114,6 +114,17 @@ class FaultCluster(Cluster):
         return None
 
 
+#: ``--failpoints``: node 0 has a slow disk, node 1 a clock 3 s ahead, and each node crashes
+#: once by a failpoint (node/failpoints.py) early in the run.
+FAILPOINT_VARIANT: dict[str, Any] = {
+    "node_env": {0: {"COURTLEDGER_FAILPOINTS": "slow-fsync=20ms"},
+                 1: {"COURTLEDGER_FAILPOINTS": "clock-skew=+3000"}},
+    "first_env": {0: {"COURTLEDGER_FAILPOINTS": "slow-fsync=20ms,crash-after-block-persist=7"},
+                  1: {"COURTLEDGER_FAILPOINTS": "clock-skew=+3000,crash-before-vote-reply=2"},
+                  2: {"COURTLEDGER_FAILPOINTS": "crash-before-block-persist=11"}},
+}
+
+
 @dataclass
 class Step:
     """One fault of a schedule: its kind, how long it lasts, the pause after it."""
@@ -307,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="where runs live (default: a temp dir)")
     ap.add_argument("--minutes", type=float, default=None, help="stop starting schedules after")
+    ap.add_argument("--failpoints", action="store_true",
+                    help="also a slow disk and a skewed clock on two nodes, and one-shot crash "
+                         "failpoints (before/after a block is persisted, before a vote reply)")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     root = args.dir or Path(tempfile.mkdtemp(prefix="courtledger-faults-"))
@@ -314,19 +328,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fault runs: first seed {seed}, {args.seeds} schedule(s) of {args.steps} faults, "
           f"in {root}", flush=True)
     t0 = time.monotonic()
-    totals = {"schedules": 0, "failed": 0, "kills": 0, "pauses": 0, "acked": 0, "unknown": 0}
+    totals = {"schedules": 0, "failed": 0, "kills": 0, "pauses": 0, "crashes": 0, "acked": 0,
+              "unknown": 0}
     for s in range(seed, seed + args.seeds):
         if args.minutes is not None and time.monotonic() - t0 > args.minutes * 60:
             break
-        r = run_schedule(s, args.steps, root, clients=args.clients)
+        r = run_schedule(s, args.steps, root, clients=args.clients,
+                         **(FAILPOINT_VARIANT if args.failpoints else {}))
         totals["schedules"] += 1
         totals["failed"] += bool(r.violations)
         totals["kills"] += r.kills
         totals["pauses"] += r.pauses
+        totals["crashes"] += r.crashes
         totals["acked"] += int(r.figures.get("acked", 0))
         totals["unknown"] += int(r.figures.get("unknown", 0))
         print(json.dumps({"seed": s, "ok": not r.violations, "kills": r.kills,
-                          "pauses": r.pauses, "seconds": r.seconds, **r.figures}), flush=True)
+                          "pauses": r.pauses, "crashes": r.crashes, "seconds": r.seconds,
+                          **r.figures}), flush=True)
     print("TOTAL " + json.dumps(totals), flush=True)
     return 1 if totals["failed"] else 0
 
