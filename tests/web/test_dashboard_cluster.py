@@ -179,8 +179,9 @@ def test_dashboard_shows_findings_and_a_case_page(inspected: Any, browser: Any,
         # Filter by severity through its card.
         page.click(".card.CRIT")
         _wait_loaded(page, "overview")
-        page.wait_for_function(
-            "document.querySelector('#f-severity').value === 'CRIT'", timeout=10_000)
+        # (a selector, not wait_for_function: the page's CSP forbids the eval it needs)
+        page.wait_for_selector("#f-severity option[value=CRIT][selected]", state="attached",
+                               timeout=10_000)
         sevs = {e.inner_text() for e in page.query_selector_all("#findings tbody .sev")}
         assert sevs == {"严重"}, sevs
         page.click(".card.CRIT")  # off again
