@@ -105,6 +105,11 @@ def restore_bundle(src: BinaryIO, data_dir: Path, genesis: Genesis) -> dict[str,
             elif ingest_checkpoint(chain, frame.value["checkpoint"],
                                    frame.value["signatures"]):
                 checkpoints += 1
+            else:
+                raise click.ClickException(
+                    f"backup refused, nothing restored: the checkpoint at height "
+                    f"{frame.value['checkpoint'].get('height')} is not of the restored blocks "
+                    "or lacks a quorum of voter signatures")
         height = chain.height
     except LedgerError as exc:
         chain.close()
