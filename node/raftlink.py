@@ -225,15 +225,20 @@ class RaftReplicator:
 
     def _restored_may_take(self, message: dict[str, Any]) -> bool:
         """After a restore (empty Raft state): drop vote and pre-vote requests until a leader
-        was heard, and any at a term ≤ the highest term seen since; lift the guard once our
+        was heard, and any at a term ≤ the highest term seen until then; lift the guard once our
         own durable term is past that floor (from then on the hard state remembers votes)."""
         term = message.get("term")
         if not isinstance(term, int):
             return True
         kind = message.get("type")
         assert self._vote_floor is not None
-        if kind in ("app", "heartbeat", "snap"):
-            self._heard_leader = True
+        if not self._heard_leader:
+            # The floor is every term seen up to the first word from a leader: terms the node
+            # may have voted in before the loss. Later terms are new and the durable hard
+            # state records any vote in them.
+            self._vote_floor = max(self._vote_floor, term)
+            if kind in ("app", "heartbeat", "snap"):
+                self._heard_leader = True
         if kind in ("vote", "pre_vote"):
             if not self._heard_leader or term <= self._vote_floor:
                 self.votes_withheld += 1
@@ -241,7 +246,6 @@ class RaftReplicator:
                          kind, term, message.get("frm"), self._vote_floor)
                 return False
             return True
-        self._vote_floor = max(self._vote_floor, term)
         if self._heard_leader and self.core.term > self._vote_floor:
             self._vote_floor = None
             (self.config.data_dir / "RESTORED").unlink(missing_ok=True)
