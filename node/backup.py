@@ -14,8 +14,8 @@ Voting twice in one term (Raft §5.2 requires at most one vote per term, made du
 answering): a node whose Raft state is lost no longer knows whom it voted for. ``restore``
 writes ``<data_dir>/RESTORED`` with a **term floor**, the highest term named by any restored
 block header; the node (``node/raftlink.py``) then withholds every vote and pre-vote until it
-has heard from a leader, and never votes in a term at or below the highest term it has seen
-since the restore, removing the marker once its own durable term has moved past the floor.
+has heard from a leader, and never votes in a term at or below the highest term it saw up to
+then, removing the marker once its own durable term has moved past that floor.
 Every vote it casts from then on is in a term it has never voted in before the restore,
 unless it voted before the loss in a term higher than any it sees afterwards (a candidate that
 failed and was never heard of again); the operations guide says to restore only after the
