@@ -353,6 +353,11 @@ function timeChart(s) {
 }
 
 function table(head, rows, numeric = []) {
+  // Each cell carries its column's name, so that on a phone a row reads as a small card of
+  // "name: value" lines instead of a table scrolled sideways (dashboard.css, .tbl td::before).
+  for (const row of rows) {
+    [...row.children].forEach((td, i) => { if (head[i]) td.dataset.label = head[i]; });
+  }
   return el("table", { class: "tbl" },
     el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: numeric.includes(i) ? "num" : "", scope: "col" }, h)))),
     el("tbody", {}, rows));
