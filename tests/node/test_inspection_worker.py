@@ -152,3 +152,38 @@ def test_reporter_key_must_be_an_inspector(one: Path, tmp_path: Path) -> None:
            "COURTLEDGER_INSPECTION__INSPECTOR_KEY": str(one / "keys/spc-clerk1.key")}
     with pytest.raises(ValueError, match="not the key of an inspector"):
         Node(load_config(one / "spc.toml", env=env))
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"bogus": 1}, "inspection.bogus"),
+    ({"reporter": True}, "inspection.inspector_key"),
+    ({"reporter": "maybe"}, "inspection.reporter"),
+    ({"report_interval_s": 0}, "inspection.report_interval_s"),
+    ({"tick_s": "soon"}, "inspection.tick_s"),
+    ({"store": "redis"}, "inspection.store"),
+])
+def test_inspection_section_refuses_bad_values_naming_the_field(
+    raw: dict[str, Any], field: str
+) -> None:
+    from node.config import ConfigError, parse_config
+
+    base = {"node_id": "a", "genesis": "g", "data_dir": "d", "node_key": "k", "tls_key": "k",
+            "tls_cert": "c", "listen": {"raft": "h:1", "internal": "h:2", "public": "h:3"}}
+    with pytest.raises(ConfigError) as err:
+        parse_config({**base, "inspection": raw}, Path("/etc/courtledger/a.toml"), env={})
+    assert err.value.field == field
+
+
+def test_inspection_section_from_file_and_environment() -> None:
+    from node.config import parse_config
+
+    base = {"node_id": "a", "genesis": "g", "data_dir": "d", "node_key": "k", "tls_key": "k",
+            "tls_cert": "c", "listen": {"raft": "h:1", "internal": "h:2", "public": "h:3"},
+            "inspection": {"reporter": True, "inspector_key": "keys/a-inspector.key"}}
+    cfg = parse_config(base, Path("/etc/courtledger/a.toml"),
+                       env={"COURTLEDGER_INSPECTION__REPORT_INTERVAL_S": "60"})
+    s = cfg.inspection
+    assert s.reporter and s.report_interval_s == 60.0 and s.enabled
+    assert s.inspector_key == Path("/etc/courtledger/keys/a-inspector.key")
+    assert parse_config({k: v for k, v in base.items() if k != "inspection"},
+                        Path("/x/a.toml"), env={}).inspection.reporter is False
