@@ -44,6 +44,8 @@ log = logging.getLogger("courtledger.raft")
 
 XFER = "xfer"
 XFER_REPLY = "xfer_r"
+#: A restored node (empty Raft log) asks the leader to probe it from index 1.
+REJOIN = "rejoin"
 #: One transfer answer holds at most this many blocks and (about) this many bytes.
 XFER_MAX_BLOCKS = 256
 XFER_MAX_BYTES = 16 * 1024 * 1024
@@ -105,6 +107,7 @@ class RaftReplicator:
         self._vote_floor: int | None = (
             int(marker.get("term_floor", 0)) if marker is not None else None)
         self._heard_leader = False
+        self._rejoin_asked = -1e9
         self.votes_withheld = 0
         self._members_key: tuple[tuple[str, str, str], ...] = tuple(
             (n.id, n.raft_addr, n.tls_certificate) for n in state.nodes())
@@ -223,6 +226,28 @@ class RaftReplicator:
             return
         self.runtime.receive(peer, message)
 
+    def _on_rejoin(self, peer: str) -> None:
+        """A peer restored from a backup lost its Raft log: as leader, forget what we counted
+        as replicated there and probe it from the start. Raft ignores a follower's refusals
+        below its recorded match index as stale, so without this the leader would never
+        resend the lost entries. Lowering a match index only delays commits, never makes
+        one (the frame comes over the peer's pinned mTLS link)."""
+        pr = self.core.prs.get(peer)
+        if self.runtime.role != Role.LEADER or pr is None or pr.match == 0:
+            return
+        log.info("peer %s rejoins with an empty Raft log: probing it from index 1", peer)
+        pr.match = 0
+        pr.become_probe()
+
+    def _ask_rejoin(self, leader: str) -> None:
+        """Restored, with an empty log: ask the leader (at most once a second) to resend."""
+        now = asyncio.get_running_loop().time()
+        if now - self._rejoin_asked < 1.0:
+            return
+        self._rejoin_asked = now
+        task = asyncio.create_task(self.transport.send_app(leader, REJOIN, b""))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
     def _restored_may_take(self, message: dict[str, Any]) -> bool:
         """After a restore (empty Raft state): drop vote and pre-vote requests until a leader
         was heard, and any at a term ≤ the highest term seen until then; lift the guard once our
@@ -239,6 +264,10 @@ class RaftReplicator:
             self._vote_floor = max(self._vote_floor, term)
             if kind in ("app", "heartbeat", "snap"):
                 self._heard_leader = True
+        if kind in ("app", "heartbeat") and self.logstore.last_index() == 0:
+            frm = message.get("frm")
+            if isinstance(frm, str) and frm in self.transport.members:
+                self._ask_rejoin(frm)
         if kind in ("vote", "pre_vote"):
             if not self._heard_leader or term <= self._vote_floor:
                 self.votes_withheld += 1
@@ -263,7 +292,11 @@ class RaftReplicator:
     # ------------------------------------------------------------------ block transfer
 
     async def on_app(self, peer: str, channel: str, data: bytes) -> None:
-        """Block-transfer frames: requests (served from the store) and their answers."""
+        """Block-transfer frames: requests (served from the store) and their answers; and a
+        restored peer's ``rejoin``."""
+        if channel == REJOIN:
+            self._on_rejoin(peer)
+            return
         try:
             msg = decode(data, max_size=XFER_MAX_BYTES + (1 << 20))
             if not isinstance(msg, dict) or not isinstance(msg.get("rid"), int):
