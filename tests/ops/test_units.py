@@ -129,6 +129,7 @@ def test_restored_node_withholds_votes_until_a_leader_and_at_old_terms(tmp_path:
     (tmp_path / "RESTORED").write_text('{"term_floor": 4}')
     r = SimpleNamespace(_vote_floor=4, _heard_leader=False, votes_withheld=0,
                         core=SimpleNamespace(term=0),
+                        logstore=SimpleNamespace(last_index=lambda: 3),
                         config=SimpleNamespace(data_dir=tmp_path))
     take = RaftReplicator._restored_may_take
     assert not take(r, {"type": "vote", "term": 5, "frm": "a"})  # no leader heard yet
