@@ -355,3 +355,64 @@ def test_public_limits_413_bad_hash_4xx_and_rate_429(cluster: Cluster) -> None:
 
     codes = asyncio.run(spray())
     assert 429 in codes and set(codes) <= {200, 429}, sorted(set(codes))
+
+
+# --------------------------------------------------------------------------- keys on chain
+
+
+def _identity_cli(c: Cluster, action: str, ident: str, *extra: str) -> None:
+    import subprocess
+    import sys
+
+    pk = key(c, ident).public_key().hex()
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "identity", action, "--node", c.internal(c.ids[0]),
+         "--key", str(c.folder / "keys" / "ji01-admin.key"),
+         "--genesis", str(c.folder / "genesis.toml"), "--id", ident, "--court", "吉01",
+         "--public-key", pk, "--wait", *extra],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.returncode == 0, (out.stdout, out.stderr)
+
+
+def _clerk_doc(c: Cluster, ident: str, content: bytes, signer: Ed25519Signer | None = None,
+               ) -> dict[str, Any]:
+    s = signer or key(c, ident)
+    case = "（2025）吉01执81号"
+    body = {"doc_type": "执行通知书", "doc_no": case + "之一",
+            "sha256": hashlib.sha256(content).digest(), "size": len(content),
+            "media_type": "text/plain"}
+    return sign_entry(s, c.genesis.chain_id, make_payload(
+        "document", "吉01", s.public_key(), body, int(time.time() * 1000), case=case))
+
+
+def test_revoked_and_rotated_keys_are_refused_and_old_receipts_still_verify(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from ledger.receipts import verify_receipt
+
+    c = cluster
+    before = []
+    for content in (b"clerk2 before", b"officer2 before"):
+        ident = "ji01-clerk2" if content.startswith(b"clerk2") else "ji01-officer2"
+        r = post_json(c, c.ids[1], [_clerk_doc(c, ident, content)], wait="receipt")
+        assert r.status_code == 200, r.text
+        before.append(r.json()["entries"][0]["receipt"])
+    # Revoke clerk2; rotate officer2 to a new key.
+    _identity_cli(c, "revoke", "ji01-clerk2")
+    new = Ed25519Signer.generate()
+    new.save(tmp_path / "new.key")
+    _identity_cli(c, "rotate", "ji01-officer2", "--new-key", str(tmp_path / "new.key"))
+    counts = refused_counts(c, c.ids[2])
+    r = post_json(c, c.ids[2], [_clerk_doc(c, "ji01-clerk2", b"after revocation")])
+    assert r.status_code in (400, 403, 422), r.text
+    old = key(c, "ji01-officer2")
+    r = post_json(c, c.ids[2], [_clerk_doc(c, "ji01-officer2", b"old key", signer=old)])
+    assert r.status_code in (400, 403, 422), r.text
+    after = refused_counts(c, c.ids[2])
+    assert sum(after.values()) - sum(counts.values()) == 2
+    # The new key works; receipts made before the changes still verify offline.
+    r = post_json(c, c.ids[2], [_clerk_doc(c, "ji01-officer2", b"new key", signer=new)])
+    assert r.status_code == 200, r.text
+    for rec in before:
+        verify_receipt(rec, c.genesis)
