@@ -217,8 +217,8 @@ def make_hook(fp: Failpoints, data_dir: Path) -> Callable[[str], None]:
 
 def _skew_clock(ms: int) -> None:
     real_time, real_ns = time.time, time.time_ns
-    time.time = lambda: real_time() + ms / 1000.0  # type: ignore[assignment]
-    time.time_ns = lambda: real_ns() + ms * 1_000_000  # type: ignore[assignment]
+    time.time = lambda: real_time() + ms / 1000.0
+    time.time_ns = lambda: real_ns() + ms * 1_000_000
 
 
 def install(node: Any, fp: Failpoints | None = None) -> Failpoints:
