@@ -80,7 +80,7 @@ class Cosigner:
         self.evidence: list[dict[str, Any]] = []
         self.skew_refusals = 0
         self._sending: set[asyncio.Task[None]] = set()
-        self._answered: set[tuple[str, int]] = set()
+        self._answered: dict[tuple[str, int], float] = {}
 
     # ------------------------------------------------------------------ own checkpoints
 
@@ -153,12 +153,14 @@ class Cosigner:
             return
         if self._receive(peer, cp, sig):
             await self._reply(peer, cp["height"])
-        elif self.chain.cosigned(cp["height"]) and (peer, cp["height"]) not in self._answered:
+        elif (self.chain.cosigned(cp["height"])
+              and self.clock() - self._answered.get((peer, cp["height"]), 0.0) > 2.0):
             # A peer still asking for a height we completed (it restarted, or its key was
-            # replaced since and its signature no longer counts): answer once with ours.
+            # replaced since and its signature no longer counts): answer with ours, at most
+            # every 2 s per peer and height (an answer may be lost while its link comes up).
             if len(self._answered) > 10_000:
                 self._answered.clear()
-            self._answered.add((peer, cp["height"]))
+            self._answered[(peer, cp["height"])] = self.clock()
             await self._reply(peer, cp["height"])
 
     async def _reply(self, peer: str, h: int) -> None:
