@@ -71,9 +71,17 @@ def _receipt(c: Cluster, n: str, content: bytes,
              signer: Ed25519Signer | None = None) -> dict[str, Any]:
     r = post(c.internal(n), [doc_env(c, content, signer)])
     assert r.status_code == 200, r.text
-    rec = r.json()["entries"][0].get("receipt")
-    assert rec is not None, r.text
-    return rec  # type: ignore[no-any-return]
+    item = r.json()["entries"][0]
+    deadline = time.monotonic() + 20
+    while item.get("receipt") is None:
+        # Committed, checkpoint not yet complete on this node: fetch the receipt later.
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.5)
+        got = httpx.get(c.internal(n) + "/v1/receipts/" + item["entry_id"],
+                        headers=token_header(c), timeout=5)
+        if got.status_code == 200:
+            item["receipt"] = got.json()
+    return item["receipt"]  # type: ignore[no-any-return]
 
 
 def _approved(c: Cluster, tmp: Path, name: str, build: list[str]) -> Path:
