@@ -184,6 +184,23 @@ def test_rotated_identity_old_key_refused_and_earlier_entries_valid(
                      Ed25519Signer.from_file(new_key))
     for rec in (earlier, later):
         verify_receipt(rec, c.genesis)  # what the old key signed before stays valid
+    # A new clerk made their own key; the court's admin adds them; they sign from then on.
+    out = cli("keygen", "--identity", "--id", "ji01-clerk9", "--court", "吉01", "--roles",
+              "clerk", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    out = cli("identity", "add", "--genesis", str(c.folder / "genesis.toml"),
+              "--key", str(keys / "ji01-admin.key"), "--node", c.internal(leader),
+              "--id", "ji01-clerk9", "--court", "吉01",
+              "--public-part", str(tmp_path / "ji01-clerk9.identity.toml"), "--wait")
+    assert out.returncode == 0, out.stderr
+    verify_receipt(_receipt(c, leader, b"by the new clerk",
+                            Ed25519Signer.from_file(tmp_path / "ji01-clerk9.key")), c.genesis)
+    # Another court's admin cannot add identities to 吉01.
+    out = cli("identity", "add", "--genesis", str(c.folder / "genesis.toml"),
+              "--key", str(keys / "ji-admin.key"), "--node", c.internal(leader),
+              "--id", "ji01-clerk10", "--court", "吉01", "--roles", "clerk",
+              "--public-key", Ed25519Signer.generate().public_key().hex(), "--wait")
+    assert out.returncode == 2 and "signed by ji-admin" in out.stderr, out.stderr
     # Revocation with --compromised-since: from the next block the key signs nothing.
     gone = key(c, "ji01-officer2")
     out = cli("identity", "revoke", "--genesis", str(c.folder / "genesis.toml"),
