@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import signal
 import subprocess
@@ -171,7 +172,15 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
         click.echo(f"courtledger: ports in use: {', '.join(busy)} (another demo running?); "
                    "pass --base-port", err=True)
         return 2
-    cluster.start_all()
+    # The first court's node is the inspection reporter: it signs a `report` entry with that
+    # court's inspector key every minute while findings change (issue 8, DESIGN §2 `report`).
+    reporter = cluster.ids[0]
+    for i in cluster.ids:
+        cluster.start(i, env={
+            "COURTLEDGER_INSPECTION__REPORTER": "true",
+            "COURTLEDGER_INSPECTION__INSPECTOR_KEY": str(out / "keys" / f"{i}-inspector.key"),
+            "COURTLEDGER_INSPECTION__REPORT_INTERVAL_S": "60",
+        } if i == reporter else None)
     try:
         click.echo("▶ starting node processes: " + ", ".join(
             f"{c.code} ({c.slug})" for c in DEMO_COURTS[:courts]))
@@ -202,8 +211,12 @@ def run_demo(out: Path, *, courts: int, cases: int, duration: float, base_port: 
         for i in cluster.ids[1:]:
             click.echo(f"      other nodes: internal {cluster.internal(i)}  public "
                        f"{cluster.public(i)}/")
+        click.echo("  Inspection dashboard (sign in with the token):  " + intr + "/dashboard/"
+                   f"   token: {token}")
         if docs:
+            digest = hashlib.sha256(docs[0].read_bytes()).hexdigest()
             click.echo(f"  A document to verify (drop it on the page):    {docs[0]}")
+            click.echo(f"  … or open its deep link (as a QR code would):  {pub}/?h={digest}")
             click.echo(f"  … or by hash:  curl {pub}/v1/verify/"
                        f"$(sha256sum '{docs[0]}' | cut -c1-64)")
         click.echo("  Cluster status:  curl " + intr + "/v1/cluster")
