@@ -211,6 +211,15 @@ def test_rotated_identity_old_key_refused_and_earlier_entries_valid(
     assert out.returncode == 0, out.stderr
     r = post(c.internal(leader), [doc_env(c, b"signed by a revoked key", gone)])
     assert r.status_code in (400, 403, 422) and "revoked" in r.text, r.text
+    # The auditor flags what the key signed since it was compromised as a warning to review;
+    # the chain still holds, so the exit code is unchanged (issue 7).
+    out = cli("audit", "chain", "--node", c.internal(leader),
+              "--token", str(keys / "ji01-inspector.token"),
+              "--consortium", str(c.folder / "genesis.toml"), "--json")
+    assert out.returncode == 0, out.stderr
+    warnings = json.loads(out.stdout)["warnings"]
+    assert any("ji01-officer2" in w["what"] and "compromised" in w["what"]
+               for w in warnings), warnings
 
 
 # --------------------------------------------------------------------------- follower
