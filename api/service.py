@@ -106,6 +106,12 @@ class NodeService(Protocol):
         """An applied block (the ledger value), else :class:`NotFound`."""
         ...
 
+    def genesis_frame(self) -> dict[str, Any]:
+        """``{"block": genesis block, "consortium": consortium map}``: a chain bundle's first
+        frame (DESIGN §2). It proves itself: the block's ``consortium`` field is the map's hash
+        and the block's header hash is the chain id an auditor pins."""
+        ...
+
     def head(self) -> dict[str, Any]:
         """``{"height", "block" (hash bytes), "tree_size", "root", "time"}`` of the applied head."""
         ...

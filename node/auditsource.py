@@ -571,9 +571,10 @@ def read_token(path: Path | None) -> str | None:
 class NodeSource(ChainSource):
     """A running node's internal API: ``/v1/head``, ``/v1/blocks/{h}``, ``/v1/checkpoints``.
 
-    The node does not serve its consortium map, so the genesis item carries ``consortium``
-    None and the auditor takes the map from the pinned genesis file (``--consortium``). Blocks
-    are fetched one at a time as canonical msgpack; checkpoints by each block's tree size.
+    The genesis item comes from ``/v1/genesis`` (the bundle's first frame: genesis block and
+    consortium map), so a chain id alone pins it; a node without that route yields the genesis
+    block with ``consortium`` None, and the map must come from ``--consortium``. Blocks are
+    fetched one at a time as canonical msgpack; checkpoints by each block's tree size.
     """
 
     def __init__(self, url: str, token: str | None = None) -> None:
@@ -588,12 +589,16 @@ class NodeSource(ChainSource):
         return self._head
 
     def items(self, start: int = 1) -> Iterator[Item]:
-        genesis = self.client.get("/v1/blocks/0", msgpack=True)
-        if not isinstance(genesis, dict):
-            what = genesis.what if isinstance(genesis, _BadAnswer) else "no genesis block"
-            yield Item("damage", damage=Damage(0, what, fatal=True))
-            return
-        yield Item("genesis", {"block": genesis, "consortium": None})
+        frame = self.client.get("/v1/genesis", msgpack=True)
+        if isinstance(frame, dict) and set(frame) == {"block", "consortium"}:
+            yield Item("genesis", frame)
+        else:
+            genesis = self.client.get("/v1/blocks/0", msgpack=True)
+            if not isinstance(genesis, dict):
+                what = genesis.what if isinstance(genesis, _BadAnswer) else "no genesis block"
+                yield Item("damage", damage=Damage(0, what, fatal=True))
+                return
+            yield Item("genesis", {"block": genesis, "consortium": None})
         sizes: list[tuple[int, int]] = []
         for height in range(max(start, 1), self._head + 1):
             block = self.client.get(f"/v1/blocks/{height}", msgpack=True)

@@ -80,6 +80,10 @@ class NodeServiceImpl(InspectionReads):
     def hash_alg(self) -> str:
         return self.chain.hash_alg  # type: ignore[no-any-return]
 
+    def genesis_frame(self) -> dict[str, Any]:
+        genesis = self.chain.genesis
+        return {"block": genesis.block, "consortium": genesis.consortium}
+
     # ------------------------------------------------------------------ notifications
 
     def notify_applied(self, entry_ids: list[bytes]) -> None:

@@ -23,6 +23,18 @@ def read_head(service: Service) -> dict[str, Any]:
 
 
 @router.get(
+    "/genesis",
+    response_class=Response,
+    responses={200: {"content": {"application/msgpack": {}}}},
+)
+def read_genesis(service: Service, identity: Identity) -> Response:
+    """The chain bundle's first frame, ``{block, consortium}`` as canonical msgpack (DESIGN §2):
+    with it an auditor who pins only the chain id can check a node's chain (the block's hash is
+    the chain id, and the block commits to the consortium map by its hash)."""
+    return Response(canonical(service.genesis_frame()), media_type="application/msgpack")
+
+
+@router.get(
     "/blocks/{height}",
     responses={200: {"content": {"application/msgpack": {}, "application/json": {}}}},
 )

@@ -390,7 +390,6 @@ def test_usage_errors_exit_2(chain: Chain, tmp_path: Path) -> None:
         ("chain", "--data", str(tmp_path)),  # not a data dir
         ("chain", "--bundle", str(chain.bundle), "--chain-id", "xyz"),
         ("chain", "--bundle", str(chain.bundle), "--consortium", str(tmp_path / "none.toml")),
-        ("chain", "--node", "http://127.0.0.1:9"),  # a node serves no consortium map
         ("case", "x", "--node", "http://127.0.0.1:9"),
         ("consistency", "1", "2", "--consortium", g),  # OLD NEW without --node
     ]

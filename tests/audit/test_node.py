@@ -83,6 +83,11 @@ def test_audit_over_a_real_node(tmp_path: Path) -> None:
                                        str(state))
                 results["no_token"] = cli(audit_group, "chain", "--node", url,
                                           "--consortium", genesis_file)
+                # The chain id alone pins a node's chain: its genesis frame proves itself.
+                results["by_id"] = cli(audit_group, "chain", "--node", url, "--token", token,
+                                       "--chain-id", node.genesis.chain_id.hex(), "--json")
+                results["wrong_id"] = cli(audit_group, "chain", "--node", url, "--token",
+                                          token, "--chain-id", "ab" * 32, "--json")
                 results["case"] = cli(audit_group, "case", CASE, "--node", url, "--token",
                                       token, "--consortium", genesis_file, "--json")
                 results["export"] = cli(export_command, "--node", url, "--token", token,
@@ -117,6 +122,10 @@ def test_audit_over_a_real_node(tmp_path: Path) -> None:
     out = json.loads(chain.stdout)
     assert out["ok"] and out["entries"] == 6 and out["checkpoints"] == out["height"] >= 1
     assert results["no_token"].exit_code == 2 and "token" in results["no_token"].stderr
+    by_id = results["by_id"]
+    assert by_id.exit_code == 0, (by_id.stdout, by_id.stderr)
+    assert json.loads(by_id.stdout)["root"] == out["root"]
+    assert results["wrong_id"].exit_code == 1, results["wrong_id"].stderr
     case = results["case"]
     assert case.exit_code == 0, case.stderr
     entries = json.loads(case.stdout)["entries"]
