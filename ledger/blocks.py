@@ -31,7 +31,7 @@ from ledger.crypto import (
 from ledger.encoding import canonical
 from ledger.entries import IsKnown, check_entry, encode_envelope, entry_claims, entry_id
 from ledger.errors import EncodingError, SignatureError, ValidityError
-from ledger.merkle import MerkleLog, NodeStore, leaf_hash
+from ledger.merkle import MerkleLog, leaf_hash
 
 HEADER_KEYS = (
     "v",
@@ -141,27 +141,12 @@ def _block_size(header: Any, sig: Any, encoded_entries: list[bytes]) -> int:
     )
 
 
-class _OverlayStore:
-    """Reads through to a base node store; keeps writes to itself (for what-if roots)."""
-
-    def __init__(self, base: NodeStore) -> None:
-        self._base = base
-        self._own: dict[tuple[int, int], bytes] = {}
-
-    def get_node(self, level: int, index: int) -> bytes | None:
-        own = self._own.get((level, index))
-        return own if own is not None else self._base.get_node(level, index)
-
-    def put_node(self, level: int, index: int, value: bytes) -> None:
-        self._own[(level, index)] = value
-
-
 def preview_root(log: MerkleLog, leaves: Iterable[bytes]) -> bytes:
     """The root ``log`` would have after appending ``leaves``, leaving ``log`` unchanged.
 
     For the block builder: it reads O(log n) stored nodes and writes nothing to the log's store.
     """
-    shadow = MerkleLog(log.alg, _OverlayStore(log.nodes), size=log.size)
+    shadow = log.shadow()
     for leaf in leaves:
         shadow.append(leaf)
     return shadow.root()

@@ -306,6 +306,24 @@ class DictNodeStore:
         self.nodes[(level, index)] = value
 
 
+class OverlayNodeStore:
+    """Reads through to a base :class:`NodeStore` and keeps its own writes in memory.
+
+    Backs :meth:`MerkleLog.shadow`: a what-if log whose appends never reach the base store.
+    """
+
+    def __init__(self, base: NodeStore) -> None:
+        self._base = base
+        self._own: dict[tuple[int, int], bytes] = {}
+
+    def get_node(self, level: int, index: int) -> bytes | None:
+        own = self._own.get((level, index))
+        return own if own is not None else self._base.get_node(level, index)
+
+    def put_node(self, level: int, index: int, value: bytes) -> None:
+        self._own[(level, index)] = value
+
+
 class LRUCache:
     """A byte-bounded least-recently-used cache of node hashes for a disk-backed store.
 
@@ -382,6 +400,11 @@ class MerkleLog:
     def size(self) -> int:
         """The number of leaves in the log."""
         return self._size
+
+    def shadow(self) -> MerkleLog:
+        """A copy at this size whose appends stay in memory (to check or preview a block's root
+        without writing to this log's store). Reads O(log n) stored nodes to open."""
+        return MerkleLog(self.alg, OverlayNodeStore(self.nodes), size=self._size)
 
     def _node(self, level: int, index: int) -> bytes:
         value = self.nodes.get_node(level, index)

@@ -64,7 +64,7 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.genesis import Genesis
-from ledger.merkle import LRUCache, MerkleLog, leaf_hash
+from ledger.merkle import LRUCache, MerkleLog, OverlayNodeStore, leaf_hash
 
 __all__ = ["DEFAULT_CACHE_BYTES", "LedgerStore", "LevelDBNodeStore", "OverlayNodeStore"]
 
@@ -227,25 +227,6 @@ class LevelDBNodeStore:
         self._pending[(level, index)] = value
         dbkey = _node_key(level, index)
         self._batch.put(dbkey, _seal(dbkey, value))
-
-
-class OverlayNodeStore:
-    """Reads through to a base node store and keeps its own writes in memory.
-
-    Backs :meth:`LedgerStore.shadow_log`, so that a block can be checked (its leaves appended
-    and its root compared) without touching the store.
-    """
-
-    def __init__(self, base: Any) -> None:
-        self._base = base
-        self._own: dict[tuple[int, int], bytes] = {}
-
-    def get_node(self, level: int, index: int) -> bytes | None:
-        own = self._own.get((level, index))
-        return own if own is not None else self._base.get_node(level, index)
-
-    def put_node(self, level: int, index: int, value: bytes) -> None:
-        self._own[(level, index)] = value
 
 
 _ENVELOPE_HEAD = b"\x82" + canonical("payload")
@@ -604,7 +585,7 @@ class LedgerStore:
         touching the store; then :meth:`append_block` the block.
         """
         with self._lock:
-            return MerkleLog(self.alg, OverlayNodeStore(self.nodes), size=self._tree_size)
+            return self.log.shadow()
 
     # ------------------------------------------------------------------ appending
 
