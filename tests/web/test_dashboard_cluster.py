@@ -11,8 +11,6 @@ languages go to artifacts/web/. Budget: ≤ 90 s (most of it the cluster's start
 
 from __future__ import annotations
 
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -23,25 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.test_cluster import free_base_port
+
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 CASES = 24
 READER = "ji01-inspector"  # a court staff identity of another court than the reporter's
-
-
-def _dashboard_base_port() -> int:
-    """A base port whose raft (+0..2), internal (+100..) and public (+200..) ports are free."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(41000, 50000, 10)
-        try:
-            for off in (0, 1, 2, 100, 101, 102, 200, 201, 202):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + off))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +37,7 @@ def inspected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from node.workload import load_items, sign_items
 
     folder = tmp_path_factory.mktemp("dash-cluster") / "c"
-    init_consortium(folder, 3, base_port=_dashboard_base_port())
+    init_consortium(folder, 3, base_port=free_base_port())
     c = Cluster(folder)
     reporter = c.ids[0]
     fast = {"COURTLEDGER_INSPECTION__TICK_S": "1"}

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import random
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,21 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
+from tests.e2e.test_cluster import free_base_port
 
-def _free_base_port() -> int:
-    """A base port whose raft (+0..2), internal (+100..) and public (+200..) ports are free."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 40000, 10)
-        try:
-            for off in (0, 1, 2, 100, 101, 102, 200, 201, 202):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + off))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from node.init import init_consortium
 
     folder = tmp_path_factory.mktemp("web-cluster") / "c"
-    init_consortium(folder, 3, base_port=_free_base_port())
+    init_consortium(folder, 3, base_port=free_base_port())
     c = demo.Cluster(folder)
     c.start_all()
     try:
