@@ -24,6 +24,14 @@ class ServiceError(LedgerError):
     status = 500
 
 
+class BadHash(ServiceError):
+    """A hash or id in a path that is not 64 lowercase hex digits: well-formed HTTP whose
+    content cannot be processed, so 422 (issue 11), not 400."""
+
+    code = "bad_hash"
+    status = 422
+
+
 class NotFound(ServiceError):
     """The thing asked for does not exist (or is not shown on this listener)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ledger.errors import EncodingError
+from api.service import BadHash
 
 _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -13,7 +13,7 @@ _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 def parse_hex32(text: str, what: str) -> bytes:
     """A 32-byte value written as 64 lowercase hex digits."""
     if not _HEX32.match(text):
-        raise EncodingError(f"{what}: expected 64 lowercase hex digits")
+        raise BadHash(f"{what}: expected 64 lowercase hex digits")
     return bytes.fromhex(text)
 
 

@@ -213,7 +213,7 @@ def test_reads_need_a_bearer_token_and_serve_blocks_checkpoints_proofs(
         assert r.status_code == 200 and r.json()["height"] == 1
         assert (await i.get(f"/v1/receipts/{ids[2]}", headers=auth)).json()["entry_id"] == ids[2]
         assert_error(await i.get(f"/v1/entries/{'0' * 64}", headers=auth), 404)
-        assert_error(await i.get("/v1/entries/xyz", headers=auth), 400)
+        assert_error(await i.get("/v1/entries/xyz", headers=auth), 422)
         case = (await i.get(f"/v1/cases/{CASE}", headers=auth)).json()
         assert [e["entry_id"] for e in case["entries"]] == ids
         blk = await i.get("/v1/blocks/2", headers=auth)
