@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.service import ServiceError
 from ledger.errors import (
     CheckpointError,
+    CorruptionError,
     EncodingError,
     LedgerError,
     ProofError,
@@ -22,6 +23,8 @@ def status_of(exc: LedgerError) -> int:
     status = getattr(exc, "status", None)
     if isinstance(exc, ServiceError) or isinstance(status, int):
         return int(status)  # type: ignore[arg-type]
+    if isinstance(exc, CorruptionError):
+        return 503  # this node's copy failed its hash check: ask another node
     if isinstance(exc, StoreError):
         return 500
     if isinstance(exc, EncodingError | ProofError | CheckpointError):
@@ -40,12 +43,23 @@ def _count_refusal(request: Request, status: int, reason: str) -> None:
         on_refused(reason)
 
 
+def _report_corruption(request: Request, exc: CorruptionError) -> None:
+    """Stored data that fails its hash check is never served (the read raised before any of
+    it left); the service is told so it can raise the alarm and fail ``/readyz`` (issue 11)."""
+    hook = getattr(request.app.state, "service", None)
+    on_corruption = getattr(hook, "on_corruption", None)
+    if callable(on_corruption):
+        on_corruption(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error the routes can meet to ``{"error", "detail"}``."""
 
     @app.exception_handler(LedgerError)
     async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
         _count_refusal(request, status_of(exc), exc.code)
+        if isinstance(exc, CorruptionError):
+            _report_corruption(request, exc)
         headers = {"Retry-After": "1"} if status_of(exc) in (429, 503) else None
         return JSONResponse(
             {"error": exc.code, "detail": exc.detail}, status_code=status_of(exc), headers=headers

@@ -214,11 +214,16 @@ class Node:
     # ------------------------------------------------------------------ status
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready unless applying stopped, cosigning stopped on equivocation, or far behind."""
+        """Ready unless applying stopped, cosigning stopped on equivocation, stored data failed its
+        hash check, or no leader is known."""
         if not self.chain.healthy():
             return False, f"applying stopped: {self.chain.failure}"
         if self.cosigner.stopped:
             return False, f"cosigning stopped: {self.cosigner.stopped}"
+        if "corruption" in self.alarms:
+            # Stored data failed its hash check: answers from this copy cannot be trusted
+            # until the node is restored from a backup or a peer (docs/operations.md).
+            return False, f"stored data is damaged: {self.alarms['corruption']}"
         if self.replicator.leader() is None:
             return False, "no leader known"
         return True, "ready"

@@ -315,6 +315,10 @@ class NodeServiceImpl(InspectionReads):
     def ready(self) -> tuple[bool, str]:
         return self.node.readiness()  # type: ignore[no-any-return]
 
+    def on_corruption(self, exc: LedgerError) -> None:
+        """A read found stored data that fails its hash check (the apps never serve it)."""
+        self.node.raise_alarm("corruption", exc.diagnostics())
+
     def verify_sha256(self, digest: bytes) -> dict[str, Any]:
         behind = self.node.lag_blocks()
         if behind > self.node.config.public.max_lag_blocks:
