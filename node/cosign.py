@@ -81,6 +81,8 @@ class Cosigner:
         self.skew_refusals = 0
         self._sending: set[asyncio.Task[None]] = set()
         self._answered: dict[tuple[str, int], float] = {}
+        # Heights whose conflict this node has announced (once each: see _equivocation).
+        self._announced: set[int] = set()
 
     # ------------------------------------------------------------------ own checkpoints
 
@@ -214,6 +216,9 @@ class Cosigner:
     def _equivocation(
         self, peer: str, mine: dict[str, Any], theirs: dict[str, Any], sig: bytes, detail: str
     ) -> None:
+        if any(e["peer"] == peer and e["ours"]["checkpoint"]["height"] == mine["height"]
+               for e in self.evidence):
+            return  # this pair is on record already (a peer announces its conflict more than once)
         if self.stopped is None:
             self.stopped = f"equivocation at height {mine['height']} with {peer}: {detail}"
         my_sig = self.sigs.get(mine["height"], {}).get(self.node_id, b"")
@@ -234,3 +239,35 @@ class Cosigner:
         except OSError as exc:
             log.error("cannot write equivocation evidence: %s", exc)
         self.alarm("equivocation", self.stopped)
+        self._announce(mine["height"], mine, my_sig)
+
+    def _announce(self, h: int, mine: dict[str, Any], my_sig: bytes) -> None:
+        """Send our signature of ``h`` once more to every voter, once per height.
+
+        Our first send may have been lost (app frames are at most once, and links between
+        followers come up lazily), and a peer whose quorum completed without us would then
+        never compare our checkpoint with its own. Re-sending a signature we already made
+        cosigns nothing new; it lets every honest voter see the conflict within one round
+        trip of the first detection (DESIGN §2). Once per height, so two detectors do not
+        answer each other forever."""
+        if h in self._announced:
+            return
+        if not my_sig:
+            # The conflict reached us between storing block h and signing it (apply writes the
+            # block before on_applied runs), so we stopped before signing: sign our checkpoint
+            # of the block we applied now, for the announcement only (it is not counted here).
+            if not any(n == self.node_id for n, _ in self.chain.voters_at(h)):
+                return
+            my_sig = sign_checkpoint(self.signer, self.chain.chain_id, mine)
+        self._announced.add(h)
+        frame = canonical({"cp": mine, "node": self.node_id, "sig": my_sig})
+
+        async def announce() -> None:
+            # Three sends, 1 s and 2 s apart: a link still coming up may drop the first.
+            for pause in (0.0, 1.0, 2.0):
+                await asyncio.sleep(pause)
+                await self.send_all(CHANNEL, frame)
+
+        task = asyncio.create_task(announce())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
