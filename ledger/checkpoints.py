@@ -14,15 +14,19 @@ different roots, or the same ``height`` and different blocks; and two headers of
 and ``height`` with different hashes signed by one proposer. Both objects are kept as evidence.
 
 The checkpoint file (``courtledger-checkpoint/1``) is the JSON form anyone can verify offline.
+The equivocation file (``courtledger-equivocation/1``) is what a voter keeps when it catches a
+contradiction: two checkpoint files and, when it has them, the proposer's two signed headers
+(see :func:`equivocation_to_file` and :func:`verify_equivocation`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.blocks import HEADER_KEYS
 from ledger.crypto import (
     DIGEST_SIZE,
     SIGNATURE_SIZE,
@@ -44,14 +48,22 @@ from ledger.errors import (
 __all__ = [
     "CHECKPOINT_FILE_FORMAT",
     "CHECKPOINT_KEYS",
+    "EQUIVOCATION_FILE_FORMAT",
     "CheckpointFile",
+    "EquivocationFile",
+    "EquivocationFinding",
     "Signature",
     "check_checkpoint",
+    "check_header",
     "checkpoint_from_json",
     "checkpoint_to_json",
     "detect_equivocation",
     "detect_header_equivocation",
+    "equivocation_from_file",
+    "equivocation_to_file",
     "from_file",
+    "header_from_json",
+    "header_to_json",
     "has_quorum",
     "make_checkpoint",
     "merge_signatures",
@@ -62,6 +74,7 @@ __all__ = [
     "signatures_to_json",
     "to_file",
     "verify_checkpoint_signatures",
+    "verify_equivocation",
 ]
 
 CHECKPOINT_FILE_FORMAT = "courtledger-checkpoint/1"
@@ -409,3 +422,253 @@ def merge_signatures(
         key = (str(s["node"]), bytes(s["sig"]))
         merged.setdefault(key, {"node": key[0], "sig": key[1]})
     return [merged[k] for k in sorted(merged)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The equivocation file (JSON): the evidence a voter keeps, for anyone to check offline.
+
+EQUIVOCATION_FILE_FORMAT = "courtledger-equivocation/1"
+_HEADER_HASH_FIELDS = ("prev", "root")
+_HEADER_INT_FIELDS = ("height", "time", "first_index", "count", "tree_size", "term")
+_EVIDENCE_KEYS = {"format", "hash_alg", "detected_by", "detected_at", "detail", "first", "second"}
+
+
+def header_to_json(header: Mapping[str, Any]) -> dict[str, Any]:
+    """A block header (DESIGN §2 "Blocks") as JSON: ``prev`` and ``root`` as lowercase hex."""
+    return {k: (_hex(header[k]) if k in _HEADER_HASH_FIELDS else header[k]) for k in HEADER_KEYS}
+
+
+def header_from_json(obj: Any, where: str = "header") -> dict[str, Any]:
+    """Parse a JSON block header strictly (exact fields, lowercase hex, integers).
+
+    The result is the header map whose canonical bytes the proposer signed, so its hash can
+    be compared with a checkpoint's ``block``.
+    """
+    obj = _exact_keys(obj, set(HEADER_KEYS), where)
+    header = check_header(
+        {k: (_from_hex(obj[k], f"{where}.{k}", DIGEST_SIZE) if k in _HEADER_HASH_FIELDS
+             else obj[k]) for k in HEADER_KEYS},
+        where,
+    )
+    return header
+
+
+def check_header(header: Any, where: str = "header") -> dict[str, Any]:
+    """Refuse anything but a well-formed block header map (form only, no signature check)."""
+    if not isinstance(header, Mapping) or set(header) != set(HEADER_KEYS):
+        raise CheckpointError(f"{where} is not a block header (fields {list(HEADER_KEYS)})")
+    if header["v"] != 1 or isinstance(header["v"], bool):
+        raise CheckpointError(f"{where} version {header['v']!r} is not 1")
+    for name in _HEADER_INT_FIELDS:
+        value = header[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+            raise CheckpointError(f"{where}.{name} {value!r} is not a non-negative integer")
+    for name in _HEADER_HASH_FIELDS:
+        if not isinstance(header[name], bytes) or len(header[name]) != DIGEST_SIZE:
+            raise CheckpointError(f"{where}.{name} is not a {DIGEST_SIZE}-byte hash")
+    if not isinstance(header["proposer"], str) or not header["proposer"]:
+        raise CheckpointError(f"{where}.proposer is not a node id")
+    return dict(header)
+
+
+@dataclass(frozen=True)
+class EquivocationFile:
+    """A parsed ``courtledger-equivocation/1`` file (form only; see :func:`verify_equivocation`).
+
+    ``first`` and ``second`` are two checkpoint files; ``headers`` holds zero, one or two
+    ``(header, proposer signature)`` pairs, each the block header one of the checkpoints names.
+    """
+
+    hash_alg: str
+    detected_by: str
+    detected_at: int
+    detail: str
+    first: CheckpointFile
+    second: CheckpointFile
+    headers: list[tuple[dict[str, Any], bytes]]
+
+
+@dataclass(frozen=True)
+class EquivocationFinding:
+    """What a verified equivocation file proves.
+
+    ``first_signers``/``second_signers``: the voters whose signature over each checkpoint is
+    valid; ``double_signers``: voters who signed both (each of them signed two histories);
+    ``proposer``: the node that signed both headers, when the headers prove it.
+    """
+
+    detail: str
+    first_signers: tuple[str, ...]
+    second_signers: tuple[str, ...]
+    double_signers: tuple[str, ...]
+    proposer: str | None
+    header_detail: str | None
+
+
+def equivocation_to_file(
+    hash_alg: str,
+    *,
+    detected_by: str,
+    detected_at: int,
+    detail: str,
+    first: tuple[Mapping[str, Any], Iterable[Signature]],
+    second: tuple[Mapping[str, Any], Iterable[Signature]],
+    headers: Iterable[tuple[Mapping[str, Any], bytes]] = (),
+) -> dict[str, Any]:
+    """The ``courtledger-equivocation/1`` JSON object (docs/operations.md shows one).
+
+    ``{"format", "hash_alg", "detected_by", "detected_at" (ms), "detail", "first": <checkpoint
+    file>, "second": <checkpoint file>, "headers": [{"header": <JSON header>, "sig": "<hex>"}]}``
+    """
+    return {
+        "format": EQUIVOCATION_FILE_FORMAT,
+        "hash_alg": check_hash_alg(hash_alg),
+        "detected_by": detected_by,
+        "detected_at": detected_at,
+        "detail": detail,
+        "first": to_file(hash_alg, first[0], first[1]),
+        "second": to_file(hash_alg, second[0], second[1]),
+        "headers": [{"header": header_to_json(h), "sig": _hex(s)} for h, s in headers],
+    }
+
+
+def equivocation_from_file(obj: Any) -> EquivocationFile:
+    """Parse a ``courtledger-equivocation/1`` JSON object strictly; raise CheckpointError."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError("an equivocation file is a JSON object")
+    keys = set(obj)
+    if not _EVIDENCE_KEYS <= keys or not keys <= _EVIDENCE_KEYS | {"headers"}:
+        missing = sorted(_EVIDENCE_KEYS - keys)
+        extra = sorted(str(k) for k in keys - _EVIDENCE_KEYS - {"headers"})
+        raise CheckpointError(
+            f"equivocation file fields wrong: missing {missing}, unexpected {extra}")
+    if obj["format"] != EQUIVOCATION_FILE_FORMAT:
+        raise CheckpointError(f"format {obj['format']!r} is not {EQUIVOCATION_FILE_FORMAT!r}")
+    for name in ("detected_by", "detail"):
+        if not isinstance(obj[name], str):
+            raise CheckpointError(f"equivocation file {name} is not a string")
+    at = obj["detected_at"]
+    if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= _MAX_INT:
+        raise CheckpointError("equivocation file detected_at is not a time in ms")
+    try:
+        first = from_file(obj["first"])
+        second = from_file(obj["second"])
+    except CheckpointError as exc:
+        raise CheckpointError(f"equivocation file: {exc.detail}") from None
+    if first.hash_alg != obj["hash_alg"] or second.hash_alg != obj["hash_alg"]:
+        raise CheckpointError("equivocation file: the checkpoint files' hash_alg differ from it")
+    raw = obj.get("headers", [])
+    if not isinstance(raw, list) or len(raw) > 2:
+        raise CheckpointError("equivocation file headers is not a list of at most two")
+    headers = []
+    for i, item in enumerate(raw):
+        item = _exact_keys(item, {"header", "sig"}, f"headers[{i}]")
+        headers.append((header_from_json(item["header"], f"headers[{i}].header"),
+                        _from_hex(item["sig"], f"headers[{i}].sig", SIGNATURE_SIZE)))
+    return EquivocationFile(
+        hash_alg=first.hash_alg, detected_by=obj["detected_by"], detected_at=at,
+        detail=obj["detail"], first=first, second=second, headers=headers,
+    )
+
+
+def verify_equivocation(
+    ev: EquivocationFile,
+    *,
+    chain_id: bytes,
+    hash_alg: str,
+    voters_first: Iterable[tuple[str, bytes]],
+    voters_second: Iterable[tuple[str, bytes]],
+    node_key: Callable[[str, int], bytes | None],
+) -> EquivocationFinding:
+    """Check an equivocation file against a pinned chain; raise CheckpointError if it is not
+    evidence.
+
+    DESIGN §2: each checkpoint must carry at least one valid signature by a voter in force at
+    its height (``voters_first``/``voters_second``, from the pinned genesis). An honest voter
+    signs only the checkpoint of a block it has itself verified and applied, so two
+    voter-signed checkpoints that contradict each other (:func:`detect_equivocation`) prove
+    that the consortium's signed history forked: a proposer fed different blocks to different
+    voters, or a voter signed what it never applied (``double_signers`` names any voter that
+    signed both). A quorum is not required: with one lying leader among three voters only one
+    side can reach it.
+
+    Each header, when present, must be the block one of the checkpoints names (its hash), of
+    that height, and verify under the key ``node_key(proposer, height)`` of the node it names;
+    two such headers of one term and height prove that this proposer signed both
+    (:func:`detect_header_equivocation`).
+    """
+    if ev.hash_alg != hash_alg:
+        raise CheckpointError(f"the evidence's hash_alg {ev.hash_alg!r} is not the pinned "
+                              f"chain's {hash_alg!r}")
+    signers: list[set[str]] = []
+    for name, cf, voters in (("first", ev.first, voters_first),
+                             ("second", ev.second, voters_second)):
+        cp = cf.checkpoint
+        if cp["chain"] != chain_id:
+            raise CheckpointError(f"the {name} checkpoint is of another chain "
+                                  f"({cp['chain'].hex()}), not the pinned one")
+        valid = verify_checkpoint_signatures(cp, cf.signatures, voters)
+        if not valid:
+            raise CheckpointError(
+                f"the {name} checkpoint (height {cp['height']}) carries no valid signature by "
+                "a voter in force at its height; not evidence")
+        signers.append(valid)
+    a, b = ev.first.checkpoint, ev.second.checkpoint
+    found = detect_equivocation(a, b)
+    if found is None:
+        raise CheckpointError(
+            f"the two checkpoints (height {a['height']}, tree size {a['tree_size']}; height "
+            f"{b['height']}, tree size {b['tree_size']}) do not contradict each other; "
+            "not equivocation")
+    proposer, header_detail = _check_headers(ev, chain_id, hash_alg, node_key)
+    return EquivocationFinding(
+        detail=found.detail,
+        first_signers=tuple(sorted(signers[0])),
+        second_signers=tuple(sorted(signers[1])),
+        double_signers=tuple(sorted(signers[0] & signers[1])),
+        proposer=proposer,
+        header_detail=header_detail,
+    )
+
+
+def _check_headers(
+    ev: EquivocationFile,
+    chain_id: bytes,
+    hash_alg: str,
+    node_key: Callable[[str, int], bytes | None],
+) -> tuple[str | None, str | None]:
+    """Verify the evidence's headers; the proposer they convict (if both) and a sentence."""
+    by_block = {ev.first.checkpoint["block"]: ev.first.checkpoint,
+                ev.second.checkpoint["block"]: ev.second.checkpoint}
+    seen: set[bytes] = set()
+    keys: list[bytes] = []
+    for i, (header, sig) in enumerate(ev.headers):
+        bh = hash_object(hash_alg, header)
+        cp = by_block.get(bh)
+        if cp is None or bh in seen:
+            raise CheckpointError(f"headers[{i}] is not the block of either checkpoint "
+                                  f"(hash {bh.hex()}); not evidence")
+        seen.add(bh)
+        if header["height"] != cp["height"]:
+            raise CheckpointError(f"headers[{i}] height {header['height']} is not its "
+                                  f"checkpoint's height {cp['height']}")
+        key = node_key(header["proposer"], header["height"])
+        if key is None:
+            raise CheckpointError(f"headers[{i}] names proposer {header['proposer']!r}, not a "
+                                  f"node of the consortium at height {header['height']}")
+        try:
+            verify_object(key, TAG_BLOCK, chain_id, header, sig)
+        except SignatureError:
+            raise CheckpointError(f"headers[{i}]'s signature is not proposer "
+                                  f"{header['proposer']!r}'s; not evidence") from None
+        keys.append(key)
+    if len(ev.headers) < 2:
+        return None, None
+    (ha, sa), (hb, sb) = ev.headers
+    if ha["proposer"] != hb["proposer"]:
+        return None, (f"the two blocks have different proposers ({ha['proposer']}, "
+                      f"{hb['proposer']})")
+    found = detect_header_equivocation(hash_alg, chain_id, keys[0], ha, sa, hb, sb)
+    if found is None:
+        return None, f"the two headers are of different terms ({ha['term']}, {hb['term']})"
+    return str(ha["proposer"]), found.detail

@@ -576,6 +576,118 @@ def _check_pair(a: Any, b: Any, genesis: Any, sa: Any, sb: Any, as_json: bool) -
         _equivocation_exit(a, b, evidence.detail, as_json, genesis)
 
 
+def _state_at(genesis: Any, changes: Any, height: int) -> Any:
+    """The consortium in force at ``height``: genesis, or learnt from ``--voters-from``."""
+    from ledger.consortium import ConsortiumState
+
+    if changes is not None:
+        return _voters_from_proofs(genesis, changes, height)
+    return ConsortiumState.from_genesis(genesis)
+
+
+def _check_evidence(ev: Any, genesis: Any, changes: Any, where: str, as_json: bool,
+                    pair: bool) -> int:
+    """Verify equivocation evidence offline; print it and exit 1, or refuse it.
+
+    ``ev`` is a parsed ``courtledger-equivocation/1`` file (or two checkpoint files given as
+    OLD NEW, ``pair``). Each checkpoint needs one valid signature by a voter in force at its
+    height (``ledger.checkpoints.verify_equivocation`` says why one suffices); anything less is
+    refused with a one-line reason (exit 1), never reported as equivocation. Two signed
+    checkpoint files that do not contradict each other exit 0 (``pair``): nothing is shown
+    about their consistency without a proof.
+    """
+    from ledger.checkpoints import (
+        detect_equivocation,
+        header_to_json,
+        to_file,
+        verify_checkpoint_signatures,
+        verify_equivocation,
+    )
+
+    a, b = ev.first, ev.second
+    sa = _state_at(genesis, changes, a.checkpoint["height"])
+    sb = _state_at(genesis, changes, b.checkpoint["height"])
+
+    def node_key(node_id: str, height: int) -> bytes | None:
+        st = _state_at(genesis, changes, height)
+        spec = st.node(node_id)
+        return None if spec is None else bytes(spec.public_key)
+
+    voters_a = [(n.id, n.public_key) for n in sa.voters()]
+    voters_b = [(n.id, n.public_key) for n in sb.voters()]
+    if pair and detect_equivocation(a.checkpoint, b.checkpoint) is None:
+        signed = [sorted(verify_checkpoint_signatures(cf.checkpoint, cf.signatures, v))
+                  for cf, v in ((a, voters_a), (b, voters_b))]
+        same_chain = all(cf.checkpoint["chain"] == genesis.chain_id for cf in (a, b))
+        if same_chain and all(signed):
+            result = {"ok": True, "equivocation": None,
+                      "first": {"height": a.checkpoint["height"],
+                                "tree_size": a.checkpoint["tree_size"], "signers": signed[0]},
+                      "second": {"height": b.checkpoint["height"],
+                                 "tree_size": b.checkpoint["tree_size"], "signers": signed[1]}}
+            if as_json:
+                _json_out(result)
+            else:
+                click.echo("No equivocation: the two checkpoints (heights "
+                           f"{a.checkpoint['height']} and {b.checkpoint['height']}) do not "
+                           "contradict each other. That one extends the other needs a "
+                           "consistency proof (give --node URL, or a proof file).")
+            return EXIT_OK
+    try:
+        finding = verify_equivocation(
+            ev, chain_id=genesis.chain_id, hash_alg=genesis.hash_alg,
+            voters_first=voters_a, voters_second=voters_b, node_key=node_key)
+    except LedgerError as exc:
+        if as_json:
+            _json_out({"ok": False, "equivocation": None, "error": exc.detail})
+        _die(EXIT_INTEGRITY, f"{where}: NOT evidence of equivocation: {exc.detail}")
+    evidence = {
+        "first": to_file(genesis.hash_alg, a.checkpoint, a.signatures),
+        "second": to_file(genesis.hash_alg, b.checkpoint, b.signatures),
+        "headers": [{"header": header_to_json(h), "sig": sig.hex()} for h, sig in ev.headers],
+    }
+    if as_json:
+        _json_out({"ok": False, "equivocation": finding.detail,
+                   "first_signers": list(finding.first_signers),
+                   "second_signers": list(finding.second_signers),
+                   "double_signers": list(finding.double_signers),
+                   "proposer": finding.proposer, "headers_detail": finding.header_detail,
+                   "detected_by": ev.detected_by or None, **evidence})
+    else:
+        click.echo(f"EQUIVOCATION: {finding.detail}.")
+        click.echo(f"The first checkpoint is signed by voter(s) {', '.join(finding.first_signers)}"
+                   f", the second by {', '.join(finding.second_signers)}: the consortium's "
+                   "signed history forked at this point.")
+        if finding.double_signers:
+            click.echo(f"Voter(s) {', '.join(finding.double_signers)} signed both checkpoints.")
+        if finding.proposer is not None:
+            click.echo(f"PROPOSER {finding.proposer} signed both blocks: {finding.header_detail}.")
+        elif finding.header_detail:
+            click.echo(f"The headers do not name one proposer: {finding.header_detail}.")
+        else:
+            click.echo("No pair of signed headers in the evidence: the proposer is not named.")
+        if ev.detected_by:
+            click.echo(f"Detected by {ev.detected_by} at {_when(ev.detected_at)}.")
+        click.echo("The evidence (both signed checkpoints and the proposer's signed headers):")
+        click.echo(json.dumps(evidence, indent=2))
+    what = finding.detail + (f"; proposer {finding.proposer} signed both blocks"
+                             if finding.proposer else "")
+    _die(EXIT_INTEGRITY, f"equivocation: {what}")
+
+
+def _offline_pair(args: tuple[str, ...], genesis: Any, changes: Any, as_json: bool) -> int:
+    """OLD NEW as two checkpoint files, offline: equivocation or not (see _check_evidence)."""
+    from ledger.checkpoints import EquivocationFile
+
+    a, b = (_parse_cp_file(_read_json(Path(arg), "checkpoint file"), arg) for arg in args)
+    if a.hash_alg != genesis.hash_alg or b.hash_alg != genesis.hash_alg:
+        _die(EXIT_INTEGRITY, f"the checkpoint files' hash_alg is not the pinned chain's "
+             f"{genesis.hash_alg!r}")
+    ev = EquivocationFile(hash_alg=a.hash_alg, detected_by="", detected_at=0, detail="",
+                          first=a, second=b, headers=[])
+    return _check_evidence(ev, genesis, changes, f"{args[0]} and {args[1]}", as_json, True)
+
+
 @audit_group.command("consistency")
 @click.argument("args", nargs=-1, required=True)
 @click.option("--node", "node_url", default=None,
@@ -596,7 +708,18 @@ def audit_consistency_cmd(args: tuple[str, ...], node_url: str | None, token: Pa
     OLD and NEW are checkpoint files or tree sizes. Two validly signed checkpoints that
     contradict each other (same tree size, different root; same height, different block) are
     printed as the evidence, exit 1.
+
+    EVIDENCE (a ``courtledger-equivocation/1`` file a voter wrote, see docs/operations.md), or
+    OLD NEW as two checkpoint files without --node, are checked offline for equivocation: each
+    checkpoint needs one valid signature by a voter in force at its height. An honest voter
+    signs only a block it verified and applied itself, so two voter-signed checkpoints that
+    contradict each other prove that the consortium forked (a quorum is not needed: a lying
+    leader among three voters gets only one side to a quorum). The proposer's two signed
+    headers, when the evidence holds them, name the proposer. Proven equivocation prints
+    EQUIVOCATION and the evidence, exit 1; evidence that is forged, unsigned, signed by
+    outsiders, of another chain or not contradicting is refused with a one-line reason, exit 1.
     """
+    from ledger.checkpoints import EQUIVOCATION_FILE_FORMAT, equivocation_from_file
     from ledger.errors import ReceiptError
     from ledger.receipts import verify_consistency_proof
     from node.auditsource import NodeClient, read_token
@@ -605,10 +728,26 @@ def audit_consistency_cmd(args: tuple[str, ...], node_url: str | None, token: Pa
     client = None
     proof: Any = None
     given: list[Any] = []
+    changes: Any = None
+    if voters_from is not None and node_url is None:
+        donor = _read_json(voters_from, "receipt")
+        changes = donor.get("consortium") if isinstance(donor, dict) else []
+        if not isinstance(changes, list):
+            _die(EXIT_INTEGRITY, "--voters-from: the receipt has no consortium list")
+    if len(args) == 2 and node_url is None and not any(a.isdigit() for a in args):
+        return _offline_pair(args, genesis, changes, as_json)
     if len(args) == 1:
         if node_url is not None:
             _die(EXIT_USAGE, "one argument is a proof file; give OLD NEW to ask --node")
         proof = _read_json(Path(args[0]), "consistency proof")
+        if isinstance(proof, dict) and proof.get("format") == EQUIVOCATION_FILE_FORMAT:
+            try:
+                ev = equivocation_from_file(proof)
+            except LedgerError as exc:
+                if as_json:
+                    _json_out({"ok": False, "equivocation": None, "error": exc.detail})
+                _die(EXIT_INTEGRITY, f"{args[0]}: NOT evidence of equivocation: {exc.detail}")
+            return _check_evidence(ev, genesis, changes, args[0], as_json, False)
         if not isinstance(proof, dict) or not {"first", "second"} <= set(proof):
             _die(EXIT_INTEGRITY, f"{args[0]} is not a courtledger-consistency/1 object")
     elif len(args) == 2:
@@ -643,7 +782,8 @@ def audit_consistency_cmd(args: tuple[str, ...], node_url: str | None, token: Pa
             if theirs.checkpoint != mine.checkpoint:
                 _die(EXIT_INTEGRITY, f"the node's {name} checkpoint differs from the one given")
     else:
-        _die(EXIT_USAGE, "give PROOF, or OLD NEW with --node URL")
+        _die(EXIT_USAGE, "give PROOF or EVIDENCE, OLD NEW checkpoint files, or OLD NEW with "
+             "--node URL")
     first = _parse_cp_file(proof["first"], "first")
     second = _parse_cp_file(proof["second"], "second")
     sa = sb = None

@@ -8,8 +8,12 @@ frames, channel ``cosig``). Each voter checks every signature it receives:
 * against **its own** checkpoint of that height: a validly signed checkpoint that differs is
   equivocation — a leader fed different blocks to different followers. The voter stops
   cosigning, raises the alarm and keeps both signed checkpoints as evidence (in memory, in
-  ``/v1/cluster`` and in ``<data_dir>/evidence/``). With ``majority`` this is detection within
-  one round trip of the exchange; with ``two_thirds`` no quorum can form on either side.
+  ``/v1/cluster`` and in ``<data_dir>/evidence/equivocation-<height>-<peer>.json``, a
+  ``courtledger-equivocation/1`` file that ``courtledger audit consistency`` checks offline).
+  It then announces its own signed checkpoint once more to every voter, with its block header
+  and the proposer's signature of it, so each peer's evidence holds both of the proposer's
+  headers and names it. With ``majority`` this is detection within one round trip of the
+  exchange; with ``two_thirds`` no quorum can form on either side.
 
 A caught-up voter refuses to cosign a block whose time is off its own clock by more than
 ``max_clock_skew_ms`` and raises the alarm (a liveness check, not validity, DESIGN §2).
@@ -27,17 +31,20 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from ledger.blocks import block_hash
 from ledger.checkpoints import (
     check_checkpoint,
-    checkpoint_to_json,
+    check_header,
     detect_equivocation,
+    equivocation_to_file,
+    header_to_json,
     make_checkpoint,
     sign_checkpoint,
     verify_checkpoint_signatures,
 )
-from ledger.crypto import Signer
+from ledger.crypto import TAG_BLOCK, Signer, verify_object
 from ledger.encoding import canonical, decode
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, SignatureError
 
 log = logging.getLogger("courtledger.cosign")
 
@@ -46,6 +53,11 @@ CHANNEL = "cosig"
 MAX_EARLY_HEIGHTS = 1024
 #: Own checkpoints kept in memory for comparison (older ones are read from the store).
 KEEP_HEIGHTS = 4096
+#: A cosig frame's fields; an announcement (see Cosigner._announce) adds the header ones.
+_FRAME = frozenset({"cp", "node", "sig"})
+_FRAME_HEADER = frozenset({"header", "hsig"})
+#: A block header with its proposer's signature.
+_Header = tuple[dict[str, Any], bytes]
 
 
 class Cosigner:
@@ -75,7 +87,7 @@ class Cosigner:
         self.clock = clock
         self.own: dict[int, dict[str, Any]] = {}
         self.sigs: dict[int, dict[str, bytes]] = {}
-        self.early: dict[int, list[tuple[str, dict[str, Any], bytes]]] = {}
+        self.early: dict[int, list[tuple[str, dict[str, Any], bytes, _Header | None]]] = {}
         self.stopped: str | None = None
         self.evidence: list[dict[str, Any]] = []
         self.skew_refusals = 0
@@ -83,6 +95,8 @@ class Cosigner:
         self._answered: dict[tuple[str, int], float] = {}
         # Heights whose conflict this node has announced (once each: see _equivocation).
         self._announced: set[int] = set()
+        # The evidence on record per (peer, height), and the file it is kept in.
+        self._evidence_at: dict[tuple[str, int], tuple[dict[str, Any], Path]] = {}
 
     # ------------------------------------------------------------------ own checkpoints
 
@@ -115,8 +129,8 @@ class Cosigner:
                     CHANNEL, canonical({"cp": cp, "node": self.node_id, "sig": sig})))
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
-        for peer, theirs, sig in self.early.pop(h, []):
-            if self._receive(peer, theirs, sig):
+        for peer, theirs, sig, hdr in self.early.pop(h, []):
+            if self._receive(peer, theirs, sig, hdr):
                 await self._reply(peer, h)
 
     async def resend(self, heights: list[int]) -> None:
@@ -139,13 +153,20 @@ class Cosigner:
     # ------------------------------------------------------------------ peers' signatures
 
     async def on_frame(self, peer: str, data: bytes) -> None:
-        """A ``cosig`` frame from ``peer``: ``{cp, node, sig}``."""
+        """A ``cosig`` frame from ``peer``: ``{cp, node, sig}``, plus ``header`` and ``hsig``
+        (the block header the checkpoint names and its proposer's signature) when the peer
+        announces a conflict it detected (:meth:`_announce`)."""
+        hdr: _Header | None = None
         try:
             msg = decode(data, max_size=4096)
-            if not isinstance(msg, dict) or set(msg) != {"cp", "node", "sig"}:
-                raise ValueError("a cosig frame is {cp, node, sig}")
+            if not isinstance(msg, dict) or set(msg) not in (_FRAME, _FRAME | _FRAME_HEADER):
+                raise ValueError("a cosig frame is {cp, node, sig} [+ {header, hsig}]")
             cp, node, sig = msg["cp"], msg["node"], msg["sig"]
             check_checkpoint(cp)
+            if "header" in msg:
+                if not isinstance(msg["hsig"], bytes) or len(msg["hsig"]) != 64:
+                    raise ValueError("hsig is not a 64-byte signature")
+                hdr = (check_header(msg["header"], "cosig frame header"), msg["hsig"])
             if node != peer:
                 raise ValueError(f"signature of {node!r} relayed by {peer!r}")
             if cp["chain"] != self.chain.chain_id:
@@ -153,7 +174,7 @@ class Cosigner:
         except (LedgerError, ValueError) as exc:
             log.warning("dropping a cosig frame from %s: %s", peer, exc)
             return
-        if self._receive(peer, cp, sig):
+        if self._receive(peer, cp, sig, hdr):
             await self._reply(peer, cp["height"])
         elif (self.chain.cosigned(cp["height"])
               and self.clock() - self._answered.get((peer, cp["height"]), 0.0) > 2.0):
@@ -179,7 +200,8 @@ class Cosigner:
         except Exception as exc:  # noqa: BLE001 - best effort; resend covers the rest
             log.debug("cosig reply to %s failed: %s", peer, exc)
 
-    def _receive(self, peer: str, cp: dict[str, Any], sig: bytes) -> bool:
+    def _receive(self, peer: str, cp: dict[str, Any], sig: bytes,
+                 hdr: _Header | None = None) -> bool:
         """Check and record a peer's signature; True if it was new here."""
         h = cp["height"]
         voters = self.chain.voters_at(h)
@@ -191,11 +213,11 @@ class Cosigner:
             mine = self.chain.checkpoint_body(h)
         if mine is None:
             if len(self.early) < MAX_EARLY_HEIGHTS:
-                self.early.setdefault(h, []).append((peer, cp, sig))
+                self.early.setdefault(h, []).append((peer, cp, sig, hdr))
             return False
         eq = detect_equivocation(mine, cp)
         if eq is not None:
-            self._equivocation(peer, mine, cp, sig, eq.detail)
+            self._equivocation(peer, mine, cp, sig, eq.detail, hdr)
             return False
         return self._add(h, mine, peer, sig)
 
@@ -214,32 +236,103 @@ class Cosigner:
         return True
 
     def _equivocation(
-        self, peer: str, mine: dict[str, Any], theirs: dict[str, Any], sig: bytes, detail: str
+        self, peer: str, mine: dict[str, Any], theirs: dict[str, Any], sig: bytes, detail: str,
+        their_header: tuple[dict[str, Any], bytes] | None = None,
     ) -> None:
-        if any(e["peer"] == peer and e["ours"]["checkpoint"]["height"] == mine["height"]
-               for e in self.evidence):
-            return  # this pair is on record already (a peer announces its conflict more than once)
+        """Keep the evidence of a conflict with ``peer`` at ``mine``'s height, stop, alarm.
+
+        The evidence is a ``courtledger-equivocation/1`` file (ledger.checkpoints): our signed
+        checkpoint, the peer's, our block header with the proposer's signature and, once the
+        peer announces it, the peer's header too: with both, anyone holding the genesis file
+        can see which proposer signed two blocks of one term and height (DESIGN §2)."""
+        h = mine["height"]
+        checked = self._their_header(theirs, their_header)
+        record = self._evidence_at.get((peer, h))
+        if record is not None:
+            # On record already (a peer announces its conflict more than once); its header
+            # may come only with the announcement: add it then.
+            item, path = record
+            if checked is not None and len(item["headers"]) < 2:
+                item["headers"].append({"header": header_to_json(checked[0]),
+                                        "sig": checked[1].hex()})
+                self._write_evidence(item, path)
+            return
         if self.stopped is None:
-            self.stopped = f"equivocation at height {mine['height']} with {peer}: {detail}"
-        my_sig = self.sigs.get(mine["height"], {}).get(self.node_id, b"")
-        item = {
-            "detected_at": int(self.clock() * 1000),
-            "peer": peer,
-            "detail": detail,
-            "ours": {"checkpoint": checkpoint_to_json(mine),
-                     "signatures": [{"node": self.node_id, "sig": my_sig.hex()}]},
-            "theirs": {"checkpoint": checkpoint_to_json(theirs),
-                       "signatures": [{"node": peer, "sig": sig.hex()}]},
-        }
+            self.stopped = f"equivocation at height {h} with {peer}: {detail}"
+        my_sig = self._own_sig(h, mine)
+        headers = [x for x in (self._own_header(h), checked) if x is not None]
+        item = equivocation_to_file(
+            self.chain.hash_alg,
+            detected_by=self.node_id,
+            detected_at=int(self.clock() * 1000),
+            detail=f"{detail} (our checkpoint first, {peer}'s second)",
+            first=(mine, [{"node": self.node_id, "sig": my_sig}] if my_sig else []),
+            second=(theirs, [{"node": peer, "sig": sig}]),
+            headers=headers,
+        )
         self.evidence.append(item)
+        path = self.evidence_dir / f"equivocation-{h}-{peer}.json"
+        self._evidence_at[(peer, h)] = (item, path)
+        self._write_evidence(item, path)
+        self.alarm("equivocation", self.stopped)
+        if my_sig:
+            self._announce(h, mine, my_sig)
+
+    def _write_evidence(self, item: dict[str, Any], path: Path) -> None:
         try:
             self.evidence_dir.mkdir(parents=True, exist_ok=True)
-            path = self.evidence_dir / f"equivocation-{mine['height']}-{peer}.json"
-            path.write_text(json.dumps(item, indent=2), encoding="utf-8")
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(item, indent=2), encoding="utf-8")
+            tmp.replace(path)  # a reader never sees half a file
         except OSError as exc:
             log.error("cannot write equivocation evidence: %s", exc)
-        self.alarm("equivocation", self.stopped)
-        self._announce(mine["height"], mine, my_sig)
+
+    def _own_sig(self, h: int, mine: dict[str, Any]) -> bytes:
+        """Our signature of our checkpoint of ``h``, made now if we stopped before signing.
+
+        The conflict may reach us between storing block h and signing it (apply writes the
+        block before on_applied runs). We verified and applied that block, so signing its
+        checkpoint now is honest; it is for the evidence and the announcement only (it is not
+        counted here). Empty if we are not a voter for ``h``."""
+        my_sig = self.sigs.get(h, {}).get(self.node_id)
+        if my_sig:
+            return my_sig
+        if not any(n == self.node_id for n, _ in self.chain.voters_at(h)):
+            return b""
+        return sign_checkpoint(self.signer, self.chain.chain_id, mine)
+
+    def _own_header(self, h: int) -> tuple[dict[str, Any], bytes] | None:
+        """Our block header of ``h`` with the proposer's signature (from the store)."""
+        try:
+            block = self.chain.block(h)
+        except LedgerError as exc:
+            log.error("cannot read block %d for the evidence: %s", h, exc)
+            return None
+        if not isinstance(block, dict):
+            return None
+        return dict(block["header"]), bytes(block["sig"])
+
+    def _their_header(
+        self, theirs: dict[str, Any], got: tuple[dict[str, Any], bytes] | None
+    ) -> tuple[dict[str, Any], bytes] | None:
+        """A peer's announced header, if it is the block its checkpoint names, signed by its
+        proposer (a voter in force at that height); else None (never trusted unchecked)."""
+        if got is None:
+            return None
+        header, hsig = got
+        h = theirs["height"]
+        if header["height"] != h or block_hash(self.chain.hash_alg, header) != theirs["block"]:
+            log.warning("an announced header is not the block of its checkpoint at %d", h)
+            return None
+        key = dict(self.chain.voters_at(h)).get(header["proposer"])
+        try:
+            if key is None:
+                raise SignatureError("the proposer is not a voter at that height")
+            verify_object(key, TAG_BLOCK, self.chain.chain_id, header, hsig)
+        except SignatureError as exc:
+            log.warning("an announced header at %d is not its proposer's: %s", h, exc)
+            return None
+        return header, hsig
 
     def _announce(self, h: int, mine: dict[str, Any], my_sig: bytes) -> None:
         """Send our signature of ``h`` once more to every voter, once per height.
@@ -249,18 +342,19 @@ class Cosigner:
         never compare our checkpoint with its own. Re-sending a signature we already made
         cosigns nothing new; it lets every honest voter see the conflict within one round
         trip of the first detection (DESIGN §2). Once per height, so two detectors do not
-        answer each other forever."""
+        answer each other forever.
+
+        The frame also carries our block header of ``h`` with its proposer's signature, so
+        each peer can add it to its evidence: its own header and ours, both signed by one
+        proposer at one term and height, name that proposer (DESIGN §2)."""
         if h in self._announced:
             return
-        if not my_sig:
-            # The conflict reached us between storing block h and signing it (apply writes the
-            # block before on_applied runs), so we stopped before signing: sign our checkpoint
-            # of the block we applied now, for the announcement only (it is not counted here).
-            if not any(n == self.node_id for n, _ in self.chain.voters_at(h)):
-                return
-            my_sig = sign_checkpoint(self.signer, self.chain.chain_id, mine)
         self._announced.add(h)
-        frame = canonical({"cp": mine, "node": self.node_id, "sig": my_sig})
+        msg: dict[str, Any] = {"cp": mine, "node": self.node_id, "sig": my_sig}
+        own = self._own_header(h)
+        if own is not None:
+            msg["header"], msg["hsig"] = own
+        frame = canonical(msg)
 
         async def announce() -> None:
             # Three sends, 1 s and 2 s apart: a link still coming up may drop the first.

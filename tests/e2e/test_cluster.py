@@ -322,8 +322,8 @@ def test_equivocating_leader_is_caught_by_the_cosignature_exchange(
         assert set(caught) == set(followers), caught
         for n, st in caught.items():
             ev = st["evidence"][0]
-            assert ev["ours"]["checkpoint"]["height"] == ev["theirs"]["checkpoint"]["height"]
-            assert ev["ours"]["checkpoint"]["block"] != ev["theirs"]["checkpoint"]["block"]
+            assert ev["first"]["checkpoint"]["height"] == ev["second"]["checkpoint"]["height"]
+            assert ev["first"]["checkpoint"]["block"] != ev["second"]["checkpoint"]["block"]
             assert st["cosigning"] == "stopped"
             assert httpx.get(c.internal(n) + "/readyz").status_code == 503
             assert list((c.folder / "data" / n / "evidence").glob("equivocation-*.json"))

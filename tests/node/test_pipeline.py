@@ -143,8 +143,9 @@ def test_cosigner_detects_equivocation_and_keeps_evidence(three: Path, tmp_path:
                 {"cp": other, "node": "ji", "sig": sign_checkpoint(ji, chain_id, other)}))
             assert node.cosigner.stopped and "equivocation" in node.alarms
             (ev,) = node.cosigner.evidence
-            assert ev["theirs"]["checkpoint"]["block"] == "01" * 32
-            assert ev["ours"]["checkpoint"]["block"] == bhash.hex()
+            assert ev["format"] == "courtledger-equivocation/1"
+            assert ev["second"]["checkpoint"]["block"] == "01" * 32
+            assert ev["first"]["checkpoint"]["block"] == bhash.hex()
             assert list((tmp_path / "evidence").glob("equivocation-1-ji.json"))
             assert not node.readiness()[0]
             # After equivocation the node cosigns nothing more.
