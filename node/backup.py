@@ -25,9 +25,11 @@ cluster elected a leader without this node, which rules that out in practice.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import click
 
@@ -37,10 +39,72 @@ from ledger.errors import LedgerError
 from ledger.genesis import Genesis, genesis_header_is
 from ledger.store import LedgerStore
 
-__all__ = ["RESTORED_MARKER", "backup_command", "ingest_block", "ingest_checkpoint",
-           "restore_bundle", "restore_command", "read_marker"]
+__all__ = ["CATCHUP_MARKER", "HAS_RUN_MARKER", "RESTORED_MARKER", "StartKind", "backup_command",
+           "ingest_block", "ingest_checkpoint", "mark_has_run", "read_marker", "restore_bundle",
+           "restore_command", "start_kind", "write_marker"]
 
 RESTORED_MARKER = "RESTORED"
+#: Written (durably) before the node sends its first Raft message ever, and kept for the data
+#: dir's life, outside the LevelDB folders: a node that finds its Raft storage empty while this
+#: file is there has run before (it may have voted and acknowledged entries) and lost its disk.
+HAS_RUN_MARKER = "HAS_RUN"
+#: While present, a node that lost its Raft state is still catching up to what the first leader
+#: it heard held: ``{"term": T, "index": C}`` (see node/raftlink.py, "the catch-up guard").
+CATCHUP_MARKER = "CATCHING_UP"
+
+#: How a node's Raft state stands at start (:func:`start_kind`).
+StartKind = Literal["first", "resume", "restored", "wiped"]
+
+
+def start_kind(data_dir: Path, *, raft_empty: bool, ledger_height: int) -> StartKind:
+    """Decide, at start, whether this is a genuine first start or a node that lost its state.
+
+    * ``restored``: ``node restore`` left its marker (or an earlier wiped start did, below) and
+      the guard it stands for has not been lifted yet: it outlives restarts.
+    * ``wiped``: the Raft storage (hard state and log) is empty although the node has run: the
+      :data:`HAS_RUN_MARKER` is there, or the ledger holds blocks (a ledger without a Raft log
+      only comes from a node that ran, or from ``restore``, which leaves its own marker).
+      Such a node may have voted in terms it no longer knows (Raft §5.2 allows one vote per
+      term, remembered on stable storage) and acknowledged entries a leader counted towards a
+      commit (§5.4): it must not come back as if new.
+    * ``first``: empty Raft storage and no sign of a past: the node made by ``init`` (or by an
+      operator for a new consortium) starting for the first time. At genesis every node is
+      in this state and they elect a leader normally.
+    * ``resume``: Raft state on disk; the hard state remembers every vote.
+
+    A data dir lost *as a whole* (marker included) cannot be told from a new one; that is what
+    ``courtledger node restore`` (or an operator re-creating the marker) is for: see
+    docs/operations.md.
+    """
+    if (data_dir / RESTORED_MARKER).exists():
+        return "restored"
+    if raft_empty and ((data_dir / HAS_RUN_MARKER).exists() or ledger_height > 0):
+        return "wiped"
+    return "first" if raft_empty else "resume"
+
+
+def write_marker(path: Path, value: dict[str, Any]) -> None:
+    """Write a small JSON marker durably: temp file, fsync, rename, fsync of the folder (so a
+    power loss leaves either the old marker or the new one, never a torn or missing one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(json.dumps(value, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mark_has_run(data_dir: Path, node_id: str) -> None:
+    """Record, durably and once, that this data dir's node has spoken Raft."""
+    path = data_dir / HAS_RUN_MARKER
+    if not path.exists():
+        write_marker(path, {"node": node_id, "since_ms": int(time.time() * 1000)})
 
 
 def ingest_block(chain: Any, block: Any, raft_index: int = 0) -> tuple[bytes, list[bytes]]:
@@ -64,9 +128,9 @@ def ingest_checkpoint(chain: Any, cp: Any, sigs: Any) -> bool:
     return True
 
 
-def read_marker(data_dir: Path) -> dict[str, Any] | None:
-    """The restore marker of a data dir, or None."""
-    p = data_dir / RESTORED_MARKER
+def read_marker(data_dir: Path, name: str = RESTORED_MARKER) -> dict[str, Any] | None:
+    """The restore marker (or another JSON marker ``name``) of a data dir, or None."""
+    p = data_dir / name
     if not p.exists():
         return None
     try:
@@ -121,8 +185,7 @@ def restore_bundle(src: BinaryIO, data_dir: Path, genesis: Genesis) -> dict[str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     chain.close()
-    (data_dir / RESTORED_MARKER).write_text(json.dumps({"term_floor": floor}) + "\n",
-                                            encoding="utf-8")
+    write_marker(data_dir / RESTORED_MARKER, {"term_floor": floor, "cause": "restore"})
     tmp.rename(data_dir / "ledger")
     return {"height": height, "checkpoints": checkpoints, "term_floor": floor}
 

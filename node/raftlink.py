@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import logging
 import random
+from pathlib import Path
 from typing import Any
 
 from consensus.core import Config, NotLeader, ProposalDropped, RaftCore
@@ -44,11 +45,40 @@ log = logging.getLogger("courtledger.raft")
 
 XFER = "xfer"
 XFER_REPLY = "xfer_r"
-#: A restored node (empty Raft log) asks the leader to probe it from index 1.
+#: A node that lost its Raft log (restored, or found wiped) asks the leader to probe it from
+#: index 1.
 REJOIN = "rejoin"
+#: Raft messages only a leader sends: hearing one is "having heard a leader".
+_FROM_LEADER = frozenset({"app", "heartbeat", "snap"})
 #: One transfer answer holds at most this many blocks and (about) this many bytes.
 XFER_MAX_BLOCKS = 256
 XFER_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _keep_floor(data_dir: Path, floor: int) -> None:
+    """Make the vote floor fixed at the first leader durable in the ``RESTORED`` marker, so
+    that a restart before the guard lifts does not forget the terms seen before that leader."""
+    from node.backup import RESTORED_MARKER, read_marker, write_marker
+
+    marker = read_marker(data_dir) or {}
+    if int(marker.get("term_floor", 0)) < floor:
+        write_marker(data_dir / RESTORED_MARKER, {**marker, "term_floor": floor})
+
+
+_withheld_logged: set[tuple[str, str, int]] = set()
+
+
+def _log_withheld(guard: str, kind: str, term: int, peer: object, floor: int | None) -> None:
+    """Log a withheld vote once per guard, kind and term (a candidate retries every few
+    hundred milliseconds; the ``votes_withheld`` counter has them all)."""
+    key = (guard, kind, term)
+    if key in _withheld_logged:
+        return
+    if len(_withheld_logged) > 1024:
+        _withheld_logged.clear()
+    _withheld_logged.add(key)
+    log.info("lost Raft state (%s%s): withholding %s for term %d from %s and its retries",
+             guard, f" {floor}" if floor is not None else "", kind, term, peer)
 
 
 class RaftReplicator:
@@ -98,17 +128,7 @@ class RaftReplicator:
         self._app: AppFn | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._equivocate = "equivocate" in config.failpoints
-        # A node restored from a backup (node/backup.py) lost its Raft state and with it whom
-        # it voted for: it withholds votes until it has heard a leader, and never votes in a
-        # term at or below the highest it has seen since (Raft §5.2: one vote per term).
-        from node.backup import read_marker
-
-        marker = read_marker(config.data_dir) if self.logstore.last_index() == 0 else None
-        self._vote_floor: int | None = (
-            int(marker.get("term_floor", 0)) if marker is not None else None)
-        self._heard_leader = False
-        self._rejoin_asked = -1e9
-        self.votes_withheld = 0
+        self._init_recovery(config)
         self._members_key: tuple[tuple[str, str, str], ...] = tuple(
             (n.id, n.raft_addr, n.tls_certificate) for n in state.nodes())
         self._tampered: dict[bytes, bytes] = {}
@@ -130,12 +150,13 @@ class RaftReplicator:
     def last_index(self) -> int:
         return self.core.log.last_index()
 
-    def log_status(self) -> dict[str, int]:
+    def log_status(self) -> dict[str, Any]:
         """The Raft log's extent and the runtime's counters (for /v1/cluster)."""
         return {"first_index": self.logstore.first_index(),
                 "last_index": self.logstore.last_index(),
                 "compactions": self.runtime.counters["compactions"],
-                "snapshots": self.runtime.counters["snapshots"]}
+                "snapshots": self.runtime.counters["snapshots"],
+                "recovery": self.recovery_status()}
 
     def peers(self) -> list[str]:
         return sorted(n for n in self.transport.members if n != self.node_id)
@@ -222,25 +243,207 @@ class RaftReplicator:
     # ------------------------------------------------------------------ transport
 
     def _on_raft(self, peer: str, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind in _FROM_LEADER:
+            self._leader_seen = True
+        elif kind == "app_resp" and message.get("reject"):
+            self._note_refusal(peer, message)
+        if self._catching_up and not self._catch_up_may_take(peer, message):
+            return
         if self._vote_floor is not None and not self._restored_may_take(message):
             return
         self.runtime.receive(peer, message)
 
+    # ------------------------------------------------------------------ lost Raft state
+    #
+    # Raft assumes stable storage: the current term, the vote and the log survive every crash
+    # (Raft §5, Figure 2 "persistent state on all servers"). A node whose storage is lost breaks
+    # that assumption twice: it forgets whom it voted for (two votes in one term could elect two
+    # leaders, §5.2), and it forgets entries it acknowledged, which a leader counted towards a
+    # commit (a candidate lacking a committed entry could then win with its vote, §5.4.1).
+    # It must not come back as if new. ``node restore`` (node/backup.py) and a start that finds
+    # the storage wiped (``start_kind`` == "wiped") both leave it under two guards:
+    #
+    # * the vote floor (``RESTORED`` marker, ``_restored_may_take``): no vote or pre-vote until a
+    #   leader was heard, none at a term at or below the highest term seen until then;
+    # * the catch-up guard (``CATCHING_UP`` marker, ``_catch_up_may_take``): the first leader
+    #   heard (term T, commit index C in its message) holds every committed entry (Leader
+    #   Completeness, §5.4.2), each earlier committed one before its term-T no-op, and every
+    #   entry this leader committed with our lost acknowledgements at or below C. Until our
+    #   *durable* log ends at a term ≥ T and an index ≥ C we hold all of them only partly, so
+    #   we neither vote nor campaign (our own candidacy is a vote for a log just as short).
+    #
+    # While a guard holds, our own vote and pre-vote requests are not sent (``_send``): etcd's
+    # answer to the same question is a node that is not "promotable" never campaigns.
+    # The node also asks the leader to ``rejoin`` it: see ``_on_rejoin`` for why the leader
+    # does not work this out from the follower's refusals alone.
+
+    def _init_recovery(self, config: NodeConfig) -> None:
+        """At start: tell a genuine first start from a node that lost its Raft state, and set
+        the guards above for the latter (node/backup.py ``start_kind`` decides)."""
+        from node.backup import (
+            CATCHUP_MARKER,
+            HAS_RUN_MARKER,
+            RESTORED_MARKER,
+            mark_has_run,
+            read_marker,
+            start_kind,
+            write_marker,
+        )
+
+        data_dir = config.data_dir
+        hard, _ = self.logstore.initial_state()
+        raft_empty = hard.term == 0 and self.logstore.last_index() == 0
+        kind = start_kind(data_dir, raft_empty=raft_empty, ledger_height=self.chain.height)
+        if kind == "wiped":
+            # Terms only grow along the chain: the head's is the highest any stored block names.
+            head_term = self.chain.store.head()[1].get("term", 0)
+            floor = head_term if isinstance(head_term, int) else 0
+            write_marker(data_dir / RESTORED_MARKER, {"term_floor": floor, "cause": "wiped"})
+            write_marker(data_dir / CATCHUP_MARKER, {"pending": True})
+            log.warning(
+                "node %s: its storage was empty after it had run (no Raft state under %s, ledger "
+                "at height %d): catching up from the leader. It casts no vote and does not "
+                "campaign until it has heard a leader and holds what that leader held, and "
+                "never votes at a term up to %d or any term seen before that leader "
+                "(Raft §5.2, §5.4); `courtledger node restore` from a backup is the faster path",
+                self.node_id, data_dir / "raft", self.chain.height, floor)
+        marker = read_marker(data_dir)
+        #: "first", "resume", "restored" or "wiped" (a restart before the guards lifted keeps
+        #: the cause recorded in the marker).
+        self.recovery_state: str = kind
+        if marker is not None:
+            self.recovery_state = "wiped" if marker.get("cause") == "wiped" else "restored"
+        # A node restored from a backup (node/backup.py) or found wiped lost its Raft state and
+        # with it whom it voted for: it withholds votes until it has heard a leader, and never
+        # votes in a term at or below the highest it has seen since (Raft §5.2).
+        self._vote_floor: int | None = (
+            int(marker.get("term_floor", 0)) if marker is not None else None)
+        self._heard_leader = False
+        target = read_marker(data_dir, CATCHUP_MARKER)
+        self._catching_up = marker is not None or target is not None
+        self._catch_up: tuple[int, int] | None = None
+        if (target is not None and isinstance(target.get("term"), int)
+                and isinstance(target.get("index"), int)):
+            self._catch_up = (target["term"], target["index"])
+        self._leader_seen = False
+        self._rejoin_asked = -1e9
+        self.votes_withheld = 0
+        self.votes_granted_before_leader = 0
+        self.campaigns_suppressed = 0
+        self.stale_refusals: dict[str, int] = {}
+        self._stale_warned: dict[str, float] = {}
+        self._has_run = (data_dir / HAS_RUN_MARKER).exists()
+        if not self._has_run and not raft_empty:
+            mark_has_run(data_dir, self.node_id)  # a data dir from before the marker existed
+            self._has_run = True
+
+    def recovery_status(self) -> dict[str, Any]:
+        """How this node stands after a loss of Raft state (for /v1/cluster ``raft``)."""
+        return {
+            "state": self.recovery_state,
+            "vote_floor": self._vote_floor,
+            "catching_up": self._catching_up,
+            "catch_up_to": list(self._catch_up) if self._catch_up is not None else None,
+            "heard_leader": self._leader_seen,
+            "votes_withheld": self.votes_withheld,
+            "votes_granted_before_leader": self.votes_granted_before_leader,
+            "campaigns_suppressed": self.campaigns_suppressed,
+            "stale_refusals": dict(self.stale_refusals),
+        }
+
+    def _may_campaign(self, term: int) -> bool:
+        """Whether our own (pre-)vote request for ``term`` may leave (see the guards above)."""
+        if self._catching_up:
+            return False
+        floor = self._vote_floor
+        return floor is None or (self._heard_leader and term > floor)
+
+    def _log_reaches(self, term: int, index: int) -> bool:
+        """Our durable Raft log ends at a term ≥ ``term`` and an index ≥ ``index``."""
+        last = self.logstore.last_index()
+        return last >= index and (self.logstore.term(last) or 0) >= term
+
+    def _catch_up_may_take(self, peer: str, message: dict[str, Any]) -> bool:
+        """The catch-up guard: fix the target at the first word from a leader (durably, before
+        the message reaches the core), drop vote and pre-vote requests until our durable log
+        reaches it, then lift the guard."""
+        from node.backup import CATCHUP_MARKER, write_marker
+
+        term = message.get("term")
+        if not isinstance(term, int):
+            return True
+        kind = message.get("type")
+        if kind in _FROM_LEADER:
+            if self.logstore.last_index() == 0:
+                self._ask_rejoin(peer)
+            if self._catch_up is None:
+                commit = message.get("commit", 0)
+                self._catch_up = (term, commit if isinstance(commit, int) else 0)
+                write_marker(self.config.data_dir / CATCHUP_MARKER,
+                             {"term": self._catch_up[0], "index": self._catch_up[1]})
+                log.info("lost Raft state: leader %s heard at term %d (commit %d); no vote and "
+                         "no campaign until our log holds term ≥ %d and index ≥ %d", peer, term,
+                         self._catch_up[1], term, self._catch_up[1])
+        if self._catch_up is not None and self._log_reaches(*self._catch_up):
+            self._catching_up = False
+            (self.config.data_dir / CATCHUP_MARKER).unlink(missing_ok=True)
+            log.info("caught up: the Raft log holds what leader %s held when first heard "
+                     "(term %d, index %d); votes follow the vote floor from now on",
+                     peer, *self._catch_up)
+            return True
+        if kind in ("vote", "pre_vote"):
+            self.votes_withheld += 1
+            _log_withheld("catching up", str(kind), term, peer, None)
+            return False
+        return True
+
+    def _note_refusal(self, peer: str, message: dict[str, Any]) -> None:
+        """Leader side: count a follower's refusals at or below its recorded match index.
+
+        Raft treats them as stale (etcd ``Progress.MaybeDecrTo``: "the rejection must be
+        stale if the progress has matched and rejected <= match"): messages are reordered,
+        and under Raft's stable-storage assumption a follower's log never loses what it
+        acknowledged. We keep that rule: the refusal of a follower that really lost its log
+        cannot be told from a delayed one, and silently lowering the match would also hide that
+        commits were counted with acknowledgements now lost. A follower that knows it lost its
+        state says so (``rejoin``) after setting its vote guards; etcd's own answer to a member
+        with lost data is to remove it and add it back. Refusals that keep arriving are logged
+        (every 30 s per peer) so that an operator sees a follower that lost its disk without
+        knowing it (e.g. its whole data dir, markers included, was replaced).
+        """
+        if self.runtime.role != Role.LEADER:
+            return
+        pr = self.core.prs.get(peer)
+        index = message.get("index")
+        if pr is None or not isinstance(index, int) or index > pr.match:
+            return  # a current refusal: the core backs off (Raft §5.3)
+        n = self.stale_refusals[peer] = self.stale_refusals.get(peer, 0) + 1
+        now = asyncio.get_running_loop().time()
+        if now - self._stale_warned.get(peer, -1e9) >= 30.0:
+            self._stale_warned[peer] = now
+            log.warning("peer %s refuses entries at index %d though it acknowledged up to %d "
+                        "(%d such refusals): stale, or its storage was lost; a node that finds "
+                        "its storage gone asks to rejoin by itself, else restore it "
+                        "(docs/operations.md)", peer, index, pr.match, n)
+
     def _on_rejoin(self, peer: str) -> None:
-        """A peer restored from a backup lost its Raft log: as leader, forget what we counted
-        as replicated there and probe it from the start. Raft ignores a follower's refusals
-        below its recorded match index as stale, so without this the leader would never
-        resend the lost entries. Lowering a match index only delays commits, never makes
-        one (the frame comes over the peer's pinned mTLS link)."""
+        """A peer that lost its Raft log (restored from a backup, or found wiped): as leader,
+        forget what we counted as replicated there and probe it from the start. Raft ignores
+        a follower's refusals at or below its recorded match index as stale (``_note_refusal``),
+        so without this the leader would never resend the lost entries. Lowering a match index
+        only delays commits, never makes one (the frame comes over the peer's pinned mTLS
+        link)."""
         pr = self.core.prs.get(peer)
         if self.runtime.role != Role.LEADER or pr is None or pr.match == 0:
             return
         log.info("peer %s rejoins with an empty Raft log: probing it from index 1", peer)
         pr.match = 0
+        pr.pending_snapshot = 0  # a snapshot in flight names an index it may no longer reach
         pr.become_probe()
 
     def _ask_rejoin(self, leader: str) -> None:
-        """Restored, with an empty log: ask the leader (at most once a second) to resend."""
+        """Lost Raft state, empty log: ask the leader (at most once a second) to resend."""
         now = asyncio.get_running_loop().time()
         if now - self._rejoin_asked < 1.0:
             return
@@ -249,9 +452,10 @@ class RaftReplicator:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _restored_may_take(self, message: dict[str, Any]) -> bool:
-        """After a restore (empty Raft state): drop vote and pre-vote requests until a leader
-        was heard, and any at a term ≤ the highest term seen until then; lift the guard once our
-        own durable term is past that floor (from then on the hard state remembers votes)."""
+        """The vote floor, after a restore or a wipe (empty Raft state): drop vote and pre-vote
+        requests until a leader was heard, and any at a term ≤ the highest term seen until
+        then; lift the guard once our own durable term is past that floor (from then on the
+        hard state remembers votes)."""
         term = message.get("term")
         if not isinstance(term, int):
             return True
@@ -262,23 +466,20 @@ class RaftReplicator:
             # may have voted in before the loss. Later terms are new and the durable hard
             # state records any vote in them.
             self._vote_floor = max(self._vote_floor, term)
-            if kind in ("app", "heartbeat", "snap"):
+            if kind in _FROM_LEADER:
                 self._heard_leader = True
-        if kind in ("app", "heartbeat") and self.logstore.last_index() == 0:
-            frm = message.get("frm")
-            if isinstance(frm, str) and frm in self.transport.members:
-                self._ask_rejoin(frm)
+                _keep_floor(self.config.data_dir, self._vote_floor)
         if kind in ("vote", "pre_vote"):
             if not self._heard_leader or term <= self._vote_floor:
                 self.votes_withheld += 1
-                log.info("restored node: withholding a %s for term %d from %s (floor %d)",
-                         kind, term, message.get("frm"), self._vote_floor)
+                _log_withheld("vote floor", str(kind), term, message.get("frm"),
+                              self._vote_floor)
                 return False
             return True
         if self._heard_leader and self.core.term > self._vote_floor:
             self._vote_floor = None
             (self.config.data_dir / "RESTORED").unlink(missing_ok=True)
-            log.info("restored node: durable term %d is past every term seen; votes resume",
+            log.info("lost Raft state: durable term %d is past every term seen; votes resume",
                      self.core.term)
         return True
 
@@ -416,6 +617,22 @@ class RaftReplicator:
         self.chain.put_checkpoint(cp, [s for s in sigs if s.get("node") in valid])
 
     def _send(self, peer: str, message: dict[str, Any]) -> object:
+        if not self._has_run:
+            # Before the first word this node ever says in Raft (a vote included): from now on
+            # an empty Raft store means lost state, not a first start (node/backup.py).
+            from node.backup import mark_has_run
+
+            mark_has_run(self.config.data_dir, self.node_id)
+            self._has_run = True
+        kind = message.get("type")
+        if kind in ("vote", "pre_vote") and (self._catching_up or self._vote_floor is not None):
+            term = message.get("term")
+            if not isinstance(term, int) or not self._may_campaign(term):
+                self.campaigns_suppressed += 1
+                return None
+        elif (kind in ("vote_resp", "pre_vote_resp") and not message.get("reject")
+              and not self._leader_seen):
+            self.votes_granted_before_leader += 1
         if self._equivocate and message.get("type") == "app" and message.get("entries"):
             peers = self.peers()
             if peers and peer == peers[-1]:

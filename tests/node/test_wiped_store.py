@@ -1,0 +1,205 @@
+"""A node that finds its Raft storage empty: a genuine first start, or lost state?
+
+The decision (``node.backup.start_kind``) and what a real node's replicator does with it:
+markers, withheld votes, suppressed campaigns, the rejoin request, the catch-up target fixed at
+the first leader heard and the guards lifting (Raft §5.2 one vote per term, §5.4 a lost
+acknowledgement). The peer link is replaced by recorders; nothing is started. Budget: < 5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consensus.types import Entry, HardState, Role
+from node.backup import (
+    CATCHUP_MARKER,
+    HAS_RUN_MARKER,
+    RESTORED_MARKER,
+    mark_has_run,
+    read_marker,
+    start_kind,
+    write_marker,
+)
+from node.config import load_config
+from node.init import init_consortium
+from node.process import Node
+
+
+def test_start_kind_tells_a_first_start_from_lost_state(tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    # Made by init (or by hand for a new consortium), never run: a genuine first start.
+    assert start_kind(d, raft_empty=True, ledger_height=0) == "first"
+    assert start_kind(d, raft_empty=False, ledger_height=0) == "resume"
+    mark_has_run(d, "ji")
+    assert json.loads((d / HAS_RUN_MARKER).read_text())["node"] == "ji"
+    # It has spoken Raft before: empty Raft storage now means the storage was lost.
+    assert start_kind(d, raft_empty=True, ledger_height=0) == "wiped"
+    assert start_kind(d, raft_empty=False, ledger_height=9) == "resume"
+    (d / HAS_RUN_MARKER).unlink()
+    # A ledger with blocks but no Raft state comes only from a node that ran (or a restore,
+    # which leaves its own marker): also lost state, even from a data dir older than the marker.
+    assert start_kind(d, raft_empty=True, ledger_height=3) == "wiped"
+    # A restore marker wins, and keeps winning after a restart until its guard is lifted.
+    write_marker(d / RESTORED_MARKER, {"term_floor": 4, "cause": "restore"})
+    assert start_kind(d, raft_empty=True, ledger_height=3) == "restored"
+    assert start_kind(d, raft_empty=False, ledger_height=3) == "restored"
+    assert read_marker(d) == {"term_floor": 4, "cause": "restore"}
+    # An unreadable marker errs on the safe side: votes withheld for every term.
+    (d / RESTORED_MARKER).write_text("{torn")
+    assert read_marker(d) == {"term_floor": 1 << 62}
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wiped") / "c"
+    init_consortium(out, 3, base_port=38400)
+    return out
+
+
+class Wire:
+    """Recorders in place of the runtime's inbox and the transport's outbox."""
+
+    def __init__(self, node: Node) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.app: list[tuple[str, str]] = []
+        rep = node.replicator
+        rep.runtime.receive = lambda peer, m: self.received.append(m)  # type: ignore[method-assign]
+        rep.transport.send = lambda peer, m: self.sent.append(m)  # type: ignore[method-assign]
+
+        async def send_app(peer: str, channel: str, data: bytes) -> None:
+            self.app.append((peer, channel))
+
+        rep.transport.send_app = send_app  # type: ignore[method-assign]
+
+
+def open_node(folder: Path, data: Path) -> Node:
+    return Node(load_config(folder / "ji.toml", env={"COURTLEDGER_DATA_DIR": str(data)}))
+
+
+def close(node: Node) -> None:
+    node.replicator.logstore.close()
+    node.chain.close()
+
+
+def vote(kind: str, term: int, frm: str = "ji01") -> dict[str, Any]:
+    return {"type": kind, "frm": frm, "to": "ji", "term": term, "index": 5, "log_term": term}
+
+
+def test_first_start_votes_then_a_wiped_start_withholds_until_caught_up(
+        consortium: Path, tmp_path: Path) -> None:
+    data = tmp_path / "ji"
+
+    async def first_run() -> None:
+        node = open_node(consortium, data)
+        try:
+            rep, wire = node.replicator, Wire(node)
+            assert rep.recovery_state == "first"
+            assert not (data / HAS_RUN_MARKER).exists()  # nothing said yet
+            # Genesis: a first-start node votes at once (every node is empty, no leader yet).
+            rep._on_raft("ji01", vote("pre_vote", 1))
+            assert wire.received and rep.votes_withheld == 0
+            # Its first word (here a granted vote) is preceded by the durable marker.
+            rep._send("ji01", {"type": "vote_resp", "frm": "ji", "to": "ji01", "term": 1})
+            assert (data / HAS_RUN_MARKER).exists() and wire.sent
+            rep.logstore.save(HardState(1, "ji01", 0), [Entry(1, 1, "noop")])
+        finally:
+            close(node)
+
+    asyncio.run(first_run())
+    # The disk fails: both LevelDB folders are gone; keys, certificate, config stay.
+    for sub in ("ledger", "raft"):
+        shutil.rmtree(data / sub)
+
+    async def wiped_run() -> None:
+        node = open_node(consortium, data)
+        try:
+            rep, wire = node.replicator, Wire(node)
+            assert rep.recovery_state == "wiped"
+            assert read_marker(data) == {"term_floor": 0, "cause": "wiped"}
+            assert (data / CATCHUP_MARKER).exists()
+            # No vote before a leader was heard, at any term.
+            for kind, term in (("pre_vote", 2), ("vote", 2), ("vote", 7)):
+                rep._on_raft("ji01", vote(kind, term))
+            assert wire.received == [] and rep.votes_withheld == 3
+            # Nor its own campaign: its (pre-)vote requests do not leave.
+            rep._send("ji01", vote("pre_vote", 1, frm="ji"))
+            assert wire.sent == [] and rep.campaigns_suppressed == 1
+            # The first word from a leader (term 7, commit 2): the target and floor are fixed,
+            # durably, and the leader is asked to probe us from index 1.
+            hb = {"type": "heartbeat", "frm": "spc", "to": "ji", "term": 7, "commit": 2}
+            rep._on_raft("spc", hb)
+            await asyncio.sleep(0)
+            assert wire.received == [hb]
+            assert wire.app == [("spc", "rejoin")]
+            assert json.loads((data / CATCHUP_MARKER).read_text()) == {"term": 7, "index": 2}
+            assert read_marker(data) == {"term_floor": 7, "cause": "wiped"}
+            # Still short of what that leader held: a vote at a new term is refused too.
+            rep._on_raft("ji01", vote("vote", 8))
+            assert rep.votes_withheld == 4
+            rep.logstore.save(HardState(7, "", 0), [Entry(6, 1, "noop"), Entry(7, 2)])
+            # Caught up (durable log ends at term ≥ 7, index ≥ 2): that guard lifts; the vote
+            # floor still refuses term 7 (we may have voted in it), and allows term 8.
+            rep._on_raft("spc", {**hb, "type": "app", "index": 2, "log_term": 7,
+                                 "entries": []})
+            assert not rep._catching_up and not (data / CATCHUP_MARKER).exists()
+            rep._on_raft("ji01", vote("vote", 7))
+            assert rep.votes_withheld == 5
+            rep._on_raft("ji01", vote("vote", 8))
+            assert wire.received[-1]["term"] == 8 and rep.votes_withheld == 5
+            status = rep.recovery_status()
+            assert status["state"] == "wiped" and status["heard_leader"]
+            assert status["votes_granted_before_leader"] == 0
+        finally:
+            close(node)
+
+    asyncio.run(wiped_run())
+
+    async def restart_before_lift() -> None:
+        # A restart before the floor lifted keeps it (the marker outlives the process).
+        node = open_node(consortium, data)
+        try:
+            rep, wire = node.replicator, Wire(node)
+            assert rep.recovery_state == "wiped" and rep._vote_floor == 7
+            rep._on_raft("ji01", vote("vote", 9))
+            assert wire.received == [] and rep.votes_withheld == 1
+        finally:
+            close(node)
+
+    asyncio.run(restart_before_lift())
+
+
+def test_the_leader_resets_a_rejoining_peer_and_counts_stale_refusals(
+        consortium: Path, tmp_path: Path) -> None:
+    async def main() -> None:
+        node = open_node(consortium, tmp_path / "ji")
+        try:
+            rep = node.replicator
+            Wire(node)
+            core = rep.core
+            core._become_candidate()
+            core._become_leader()
+            rep.runtime.role = Role.LEADER  # what the runtime learns from the next Ready
+            pr = core.prs["spc"]
+            pr.match = 40
+            pr.become_replicate()
+            # A refusal at or below the match is stale for Raft (etcd MaybeDecrTo): the leader
+            # keeps its match, and counts the refusal for the operator.
+            rep._on_raft("spc", {"type": "app_resp", "frm": "spc", "to": "ji",
+                                 "term": core.term, "index": 40, "reject": True,
+                                 "reject_hint": 0})
+            assert rep.stale_refusals == {"spc": 1}
+            # The follower says it lost its log: probe it from index 1.
+            await rep.on_app("spc", "rejoin", b"")
+            assert pr.match == 0 and pr.next == 1
+        finally:
+            close(node)
+
+    asyncio.run(main())
