@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import logging
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,17 @@ class RaftReplicator:
         raft_dir.mkdir(parents=True, exist_ok=True)
         self.logstore = LogStore(str(raft_dir), ConfState(voters, learners))
         applied = min(chain.applied_index, self.logstore.last_index())
+        #: Set when the ledger lost blocks that the Raft log has compacted away (its LevelDB
+        #: folder was wiped, the Raft state kept): they come back by verified block transfer
+        #: up to the compaction point before anything later is applied (``start``).
+        self._ledger_gap: SnapshotMeta | None = self._find_ledger_gap(chain)
+        self._ledger_ready = threading.Event()
+        self._gap_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        if self._ledger_gap is None:
+            self._ledger_ready.set()
+        else:
+            applied = self._ledger_gap.index
         self.core = RaftCore(
             Config(id=self.node_id, voters=voters, learners=learners,
                    election_tick=config.raft.election_ticks,
@@ -182,9 +194,51 @@ class RaftReplicator:
         self._on_commit = on_commit
         self._app = on_app
         await self.transport.start()
+        if self._ledger_gap is not None:
+            self._gap_task = asyncio.create_task(self._fill_ledger_gap(self._ledger_gap))
+            self._gap_task.add_done_callback(lambda t: t.cancelled() or t.exception())
         await self.runtime.start()
 
+    def _find_ledger_gap(self, chain: Any) -> SnapshotMeta | None:
+        """Whether the ledger lacks blocks the Raft log no longer holds.
+
+        The store records the Raft index of each block; no-ops leave no trace there, so a
+        ledger index below the compaction point alone proves nothing (the gap may be no-ops of
+        a few leader changes). The ledger lacks blocks if the first block kept in the log does
+        not follow its head, or, with no block kept, if the ledger is empty while the log was
+        compacted (a ledger folder wiped while the Raft folder stayed)."""
+        meta = self.logstore.snapshot_meta()
+        if meta.index == 0 or chain.applied_index >= meta.index:
+            return None
+        first, last = self.logstore.first_index(), self.logstore.last_index()
+        for e in self.logstore.entries(first, last + 1, 1 << 62) if last >= first else []:
+            if e.type == "noop" or not e.data:
+                continue
+            try:
+                height = decode(e.data, max_size=len(e.data) + 1)["header"]["height"]
+            except (LedgerError, KeyError, TypeError):
+                return None  # apply will judge this entry and raise the alarm if need be
+            if isinstance(height, int) and height > chain.height + 1:
+                break
+            return None
+        else:
+            if chain.height > 0:
+                return None
+        log.warning("the ledger (height %d, Raft index %d) lacks blocks the Raft log compacted "
+                    "away (its log starts after index %d): its store was lost; catching up by "
+                    "verified block transfer before applying anything later",
+                    chain.height, chain.applied_index, meta.index)
+        return meta
+
+    async def _fill_ledger_gap(self, meta: SnapshotMeta) -> None:
+        """Bring the ledger to the compaction point by verified transfer, then let apply go."""
+        await self._install(meta)
+        self._ledger_ready.set()
+
     async def stop(self) -> None:
+        self._stopping = True
+        if self._gap_task is not None:
+            self._gap_task.cancel()
         await self.runtime.stop()
         await self.transport.stop()
         self.logstore.close()
@@ -231,6 +285,10 @@ class RaftReplicator:
     def _apply_sync(self, entries: list[Entry]) -> None:
         """Runtime's apply thread: run the node's apply on the loop, in order, and wait."""
         assert self._loop is not None and self._on_commit is not None
+        # Entries after a ledger gap apply only once the transfer filled it (``start``).
+        while not self._ledger_ready.wait(0.2):
+            if self._stopping:
+                raise RuntimeError("stopped before the ledger's lost blocks were transferred")
         for e in entries:
             change = (e.change.op, e.change.node) if e.change is not None else None
             fut: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
@@ -617,9 +675,12 @@ class RaftReplicator:
         self.chain.put_checkpoint(cp, [s for s in sigs if s.get("node") in valid])
 
     def _send(self, peer: str, message: dict[str, Any]) -> object:
-        if not self._has_run:
-            # Before the first word this node ever says in Raft (a vote included): from now on
-            # an empty Raft store means lost state, not a first start (node/backup.py).
+        if not self._has_run and (self.logstore.last_index() > 0
+                                  or self.logstore.initial_state()[0].term > 0):
+            # Before the first message that can depend on durable Raft state (a vote, an
+            # acknowledgement: Raft persists both before answering) leaves: from now on an
+            # empty Raft store means lost state, not a first start (node/backup.py). A node
+            # that only granted pre-votes at term 0 has promised nothing and stays "first".
             from node.backup import mark_has_run
 
             mark_has_run(self.config.data_dir, self.node_id)

@@ -12,11 +12,13 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from consensus.types import Entry, HardState, Role
+from ledger.encoding import canonical
 from node.backup import (
     CATCHUP_MARKER,
     HAS_RUN_MARKER,
@@ -106,10 +108,15 @@ def test_first_start_votes_then_a_wiped_start_withholds_until_caught_up(
             # Genesis: a first-start node votes at once (every node is empty, no leader yet).
             rep._on_raft("ji01", vote("pre_vote", 1))
             assert wire.received and rep.votes_withheld == 0
-            # Its first word (here a granted vote) is preceded by the durable marker.
+            # A pre-vote granted at term 0 promises nothing: still a first start after it.
+            rep._send("ji01", {"type": "pre_vote_resp", "frm": "ji", "to": "ji01", "term": 1})
+            assert wire.sent and not (data / HAS_RUN_MARKER).exists()
+            # A vote is made durable before it is sent (Raft §5.2); the marker is written
+            # before it leaves.
+            rep.logstore.save(HardState(1, "ji01", 0), [])
             rep._send("ji01", {"type": "vote_resp", "frm": "ji", "to": "ji01", "term": 1})
-            assert (data / HAS_RUN_MARKER).exists() and wire.sent
-            rep.logstore.save(HardState(1, "ji01", 0), [Entry(1, 1, "noop")])
+            assert (data / HAS_RUN_MARKER).exists() and len(wire.sent) == 2
+            rep.logstore.save(None, [Entry(1, 1, "noop")])
         finally:
             close(node)
 
@@ -203,3 +210,35 @@ def test_the_leader_resets_a_rejoining_peer_and_counts_stale_refusals(
             close(node)
 
     asyncio.run(main())
+
+
+def test_a_ledger_lost_below_the_raft_compaction_point_is_found(
+        consortium: Path, tmp_path: Path) -> None:
+    """Only the ledger folder lost: the blocks the Raft log compacted away must come back by
+    transfer before apply resumes; a gap of mere no-ops (they leave no trace in the ledger) is
+    not a loss."""
+    data = tmp_path / "ji"
+    node = open_node(consortium, data)
+    try:
+        ls = node.replicator.logstore
+        block5 = canonical({"header": {"height": 5}, "entries": []})
+        ls.save(HardState(2, "", 0), [Entry(1, i) if i != 7 else Entry(2, 7, data=block5)
+                                      for i in range(1, 8)])
+        ls.save(None, [])
+        ls.compact(4, node.replicator.core.conf_state())
+        assert node.chain.height == 0
+        # The first block kept in the log is at height 5 but the ledger is empty: a loss.
+        gap = node.replicator._find_ledger_gap(node.chain)
+        assert gap is not None and gap.index == 4
+        # A ledger at height 4 (as the fake chain below says) is followed by block 5: no loss.
+        fake = SimpleNamespace(applied_index=2, height=4)
+        assert node.replicator._find_ledger_gap(fake) is None
+        # No block kept and a ledger with blocks: the gap is no-ops, nothing lost.
+        ls.compact(7, node.replicator.core.conf_state())
+        assert node.replicator._find_ledger_gap(fake) is None
+        assert node.replicator._find_ledger_gap(SimpleNamespace(applied_index=0, height=0))
+        # Applied past the compaction point: nothing to look for.
+        assert node.replicator._find_ledger_gap(SimpleNamespace(applied_index=7, height=0)) \
+            is None
+    finally:
+        close(node)
