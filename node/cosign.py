@@ -95,6 +95,8 @@ class Cosigner:
         self._answered: dict[tuple[str, int], float] = {}
         # Heights whose conflict this node has announced (once each: see _equivocation).
         self._announced: set[int] = set()
+        # Heights we refused to cosign (clock skew): never signed later either.
+        self._refused: set[int] = set()
         # The evidence on record per (peer, height), and the file it is kept in.
         self._evidence_at: dict[tuple[str, int], tuple[dict[str, Any], Path]] = {}
 
@@ -119,6 +121,7 @@ class Cosigner:
                 # DESIGN §2: a caught-up voter refuses to cosign a block whose time is off its
                 # own clock by more than max_clock_skew_ms (liveness, not validity).
                 self.skew_refusals += 1
+                self._refused.add(h)
                 self.alarm("clock_skew", f"block {h} time is {skew:.0f} ms off this node's clock "
                            f"(limit {limit} ms); not cosigning it")
             else:
@@ -134,21 +137,44 @@ class Cosigner:
                 await self._reply(peer, h)
 
     async def resend(self, heights: list[int]) -> None:
-        """Re-send our signatures of recent heights (after a restart, peers lost theirs)."""
+        """Re-send our signatures of recent heights that lack a quorum here (called every
+        second by the node's housekeeping): a frame lost while a link came up, or a restart
+        here, must not leave a height without its checkpoint. Each peer answers with its own
+        signature (:meth:`on_frame`), from memory or from its store."""
         for h in heights:
+            if self.stopped is not None:
+                return
             cp = self.own.get(h)
             sig = self.sigs.get(h, {}).get(self.node_id)
-            if cp is None and sig is None and self.stopped is None and any(
-                    n == self.node_id for n, _ in self.chain.voters_at(h)):
-                # Restarted (perhaps with a key that update_keys replaced since h): sign
-                # again to ask the peers for theirs. Not counted here: a signature by a
-                # replaced key is no longer valid for h; the peers' answers make the quorum.
-                cp = self.chain.checkpoint_body(h)
-                if cp is not None:
-                    sig = sign_checkpoint(self.signer, self.chain.chain_id, cp)
-            if cp is not None and sig is not None and self.stopped is None:
+            if sig is None and self._may_sign_again(h):
+                # Restarted since we applied h: sign our checkpoint of it again (we verified
+                # and applied that block, so this is the signature we made before).
+                cp = cp or self.chain.checkpoint_body(h)
+                if cp is None:
+                    continue
+                sig = sign_checkpoint(self.signer, self.chain.chain_id, cp)
+                if self._key_in_force(h):
+                    # It counts towards h's quorum here too. A key that update_keys replaced
+                    # since h does not (its signature is not valid for h): then it is sent
+                    # again each time only to ask the peers for theirs, which alone make
+                    # the quorum.
+                    self.own[h] = cp
+                    self._add(h, cp, self.node_id, sig)
+            if cp is not None and sig is not None:
                 await self.send_all(CHANNEL, canonical({"cp": cp, "node": self.node_id,
                                                         "sig": sig}))
+
+    def _may_sign_again(self, h: int) -> bool:
+        """Whether we may sign our checkpoint of ``h`` outside :meth:`on_applied`: we are a
+        voter for ``h`` and did not refuse it (clock skew) in this process's life. Heights
+        applied before a restart are not in ``own``; they were verified and applied here."""
+        return (self.stopped is None and h not in self._refused
+                and (h not in self.own or self.node_id in self.sigs.get(h, {}))
+                and any(n == self.node_id for n, _ in self.chain.voters_at(h)))
+
+    def _key_in_force(self, h: int) -> bool:
+        """Whether our node key is our voter key for block ``h`` (not replaced since)."""
+        return dict(self.chain.voters_at(h)).get(self.node_id) == self.signer.public_key()
 
     # ------------------------------------------------------------------ peers' signatures
 
@@ -189,10 +215,27 @@ class Cosigner:
     async def _reply(self, peer: str, h: int) -> None:
         """Answer a peer's first signature of ``h`` with ours: a node that was away (or
         restarted) collects the quorum of heights the others completed without it. Each side
-        answers only a signature that is new to it, so the exchange ends after one round."""
+        answers only a signature that is new to it, so the exchange ends after one round.
+
+        Ours comes from memory, else from the checkpoint stored with its quorum (we may have
+        restarted since: memory is gone, the store is not), else it is made now if our key is
+        in force at ``h`` (we applied that block; a quorum may have formed without us). Without
+        this a node that was down while ``h`` got its quorum never got that checkpoint once
+        its peers had restarted."""
+        if self.stopped is not None:
+            return
         cp = self.own.get(h) or self.chain.checkpoint_body(h)
+        if cp is None:
+            return
         sig = self.sigs.get(h, {}).get(self.node_id)
-        if cp is None or sig is None or self.stopped is not None:
+        if sig is None:
+            stored = self.chain.store.checkpoint(h)
+            if stored is not None and stored[0] == cp:
+                sig = next((bytes(x["sig"]) for x in stored[1] if x.get("node") == self.node_id),
+                           None)
+        if sig is None and self._may_sign_again(h) and self._key_in_force(h):
+            sig = sign_checkpoint(self.signer, self.chain.chain_id, cp)
+        if sig is None:
             return
         try:
             await self.send_one(peer, CHANNEL, canonical({"cp": cp, "node": self.node_id,

@@ -1,0 +1,139 @@
+"""A node that was down while heights got their quorum collects those checkpoints on return.
+
+Real node processes (kill -9, restart): while one voter is down the other two commit blocks
+and cosign them (two of three is a majority). The returning node applies the blocks it missed
+and must end up holding every cosigned checkpoint the others hold (DESIGN §2: a checkpoint
+counts once it holds a quorum of voter signatures, wherever they were collected), so that it
+can answer ``wait=receipt`` and consistency proofs at those sizes. Three ways back:
+
+* a follower, then the leader, down while the others cosign;
+* a node down while the others cosign, and then both others restarted before it returns: they
+  hold those checkpoints in their stores only, not the signatures they made in memory. This is
+  the case a returning node used to miss: its peers could not answer its signature, and its
+  cosigned height stayed below theirs (and the heights in between had no checkpoint there).
+
+Budget: ≤ 2 minutes.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from api.codec import envelope_to_json
+from node.demo import Cluster
+from tests.e2e.test_cluster import doc_env, start_cluster, wait_same_head
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    c = start_cluster(tmp_path_factory.mktemp("cosign-catchup") / "c")
+    yield c
+    c.stop_all()
+
+
+def commit_blocks(c: Cluster, via: str, n: int, tag: str) -> None:
+    """``n`` blocks, each cosigned before the next (``wait=receipt``)."""
+    with httpx.Client(timeout=30) as http:
+        for i in range(n):
+            env = doc_env(c, f"{tag} {i}".encode())
+            r = http.post(c.internal(via) + "/v1/entries", params={"wait": "receipt"},
+                          json={"entries": [envelope_to_json(env)]})
+            assert r.status_code == 200 and r.json()["entries"][0]["receipt"], r.text
+
+
+def auth(c: Cluster) -> dict[str, str]:
+    t = (c.folder / "keys" / "ji01-inspector.token").read_text().strip()
+    return {"Authorization": f"Bearer {t}"}
+
+
+def missing_checkpoints(c: Cluster, node: str, heights: range) -> list[int]:
+    """The heights whose cosigned checkpoint ``node`` does not serve."""
+    missing = []
+    with httpx.Client(timeout=10, headers=auth(c)) as http:
+        for h in heights:
+            size = http.get(c.internal(node) + f"/v1/blocks/{h}").json()["header"]["tree_size"]
+            if http.get(c.internal(node) + f"/v1/checkpoints/{size}").status_code != 200:
+                missing.append(h)
+    return missing
+
+
+def cosigned(c: Cluster) -> dict[str, Any]:
+    return {n: (c.status(n) or {}).get("cosigned_height") for n in c.ids}
+
+
+def wait_same_cosigned(c: Cluster, timeout: float = 30) -> int:
+    """Every node's cosigned height equal to the applied head, within ``timeout``."""
+    head = wait_same_head(c, c.ids, timeout=60)["height"]
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cosigned(c)
+        if all(h == head for h in got.values()):
+            return head
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cosigned heights {got}, head {head}")
+        time.sleep(0.2)
+
+
+def down_and_back(c: Cluster, victim: str, tag: str) -> None:
+    c.stop(victim, signal.SIGKILL)
+    others = [n for n in c.ids if n != victim]
+    deadline = time.monotonic() + 60
+    while c.leader() is None or c.leader() == victim:
+        assert time.monotonic() < deadline, "no leader among the others"
+        time.sleep(0.2)
+    commit_blocks(c, others[0], 6, tag)
+    c.start(victim)
+    c.wait_ready([victim], timeout=120)
+    head = wait_same_cosigned(c)
+    # The returning node answers wait=receipt itself, and serves the checkpoints it missed.
+    r = httpx.post(c.internal(victim) + "/v1/entries", params={"wait": "receipt"},
+                   json={"entries": [envelope_to_json(doc_env(c, f"{tag} back".encode()))]},
+                   timeout=30)
+    assert r.status_code == 200 and r.json()["entries"][0]["receipt"], r.text
+    assert wait_same_cosigned(c) == head + 1
+
+
+def test_follower_down_during_quorums_gets_every_checkpoint(cluster: Cluster) -> None:
+    commit_blocks(cluster, cluster.ids[0], 2, "warm-up")
+    wait_same_cosigned(cluster)
+    leader = cluster.leader()
+    follower = next(n for n in cluster.ids if n != leader)
+    down_and_back(cluster, follower, "follower away")
+
+
+def test_leader_down_during_quorums_gets_every_checkpoint(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    assert leader is not None
+    down_and_back(cluster, leader, "leader away")
+
+
+def test_node_back_after_its_peers_restarted_gets_every_checkpoint(cluster: Cluster) -> None:
+    c = cluster
+    wait_same_cosigned(c)
+    leader = c.leader()
+    away = next(n for n in c.ids if n != leader)
+    others = [n for n in c.ids if n != away]
+    c.stop(away, signal.SIGKILL)
+    start = wait_same_head(c, others)["height"] + 1
+    commit_blocks(c, others[0], 4, "peers restart")
+    # Both others restart, one at a time (the pair keeps a quorum between restarts): they now
+    # hold the checkpoints of these heights only in their stores.
+    for n in others:
+        c.stop(n, signal.SIGKILL)
+        c.start(n)
+        c.wait_ready([n], timeout=120)
+    c.start(away)
+    c.wait_ready([away], timeout=120)
+    head = wait_same_cosigned(c)
+    assert missing_checkpoints(c, away, range(start, head + 1)) == []
+    r = httpx.post(c.internal(away) + "/v1/entries", params={"wait": "receipt"},
+                   json={"entries": [envelope_to_json(doc_env(c, b"peers restart back"))]},
+                   timeout=30)
+    assert r.status_code == 200 and r.json()["entries"][0]["receipt"], r.text
