@@ -19,7 +19,15 @@ then, removing the marker once its own durable term has moved past that floor.
 Every vote it casts from then on is in a term it has never voted in before the restore,
 unless it voted before the loss in a term higher than any it sees afterwards (a candidate that
 failed and was never heard of again); the operations guide says to restore only after the
-cluster elected a leader without this node, which rules that out in practice.
+cluster elected a leader without this node, which rules that out in practice. A restored node
+also waits, before voting or campaigning, until its Raft log holds what the first leader it
+heard held (``CATCHING_UP`` marker): its old acknowledgements may have been counted towards
+commits (Raft §5.4), and its backup may be older than them.
+
+A node started with its LevelDB folders gone but its data dir kept (no restore) is told from a
+genuine first start by :data:`HAS_RUN_MARKER` (:func:`start_kind`) and put under the same
+guards: it writes the ``RESTORED`` marker itself (``cause: wiped``) and catches up from the
+leader (node/raftlink.py, "lost Raft state").
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@
   (validity against its own state, hash link, proposer signature, Merkle root), and each
   batch's checkpoint against a quorum of voter signatures, before it writes it. A peer that
   sends anything else is dropped and another asked; nothing unverified is ever stored.
+* A node that lost its Raft state (restored from a backup, or started with its storage wiped)
+  neither votes nor campaigns until it has heard a leader and caught up with it, never votes in
+  a term it may have voted in before, and asks the leader to ``rejoin`` it: see "lost Raft
+  state" below. A ledger folder lost under a kept Raft log is refilled by transfer first.
 
 Test-only failpoint ``equivocate``: the leader re-signs every block it sends to one follower
 with a different time, so two followers hold different (individually valid) blocks at one
