@@ -12,23 +12,121 @@ can answer ``wait=receipt`` and consistency proofs at those sizes. Three ways ba
   the case a returning node used to miss: its peers could not answer its signature, and its
   cosigned height stayed below theirs (and the heights in between had no checkpoint there).
 
-Budget: ≤ 2 minutes.
+The fast tests below pin the rules without a network: a peer that restarted answers from its
+store; a restarted node's re-made signature counts; a height refused for clock skew is never
+signed later. Budget: ≤ 2 minutes (the fast ones < 5 s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from api.codec import envelope_to_json
+from ledger.checkpoints import sign_checkpoint
+from ledger.crypto import Ed25519Signer
+from ledger.encoding import canonical, decode
 from node.demo import Cluster
+from node.init import init_consortium
+from node.process import Node
 from tests.e2e.test_cluster import doc_env, start_cluster, wait_same_head
+from tests.node.test_pipeline import _apply_one, doc, node_of
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
+# --------------------------------------------------------------------------- fast: the rules
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("three") / "c"
+    init_consortium(out, 3, base_port=38400)  # no sockets are opened here
+    return out
+
+
+class Wire:
+    """Records what the cosigner sends instead of sending it."""
+
+    def __init__(self, node: Node) -> None:
+        self.sent: list[tuple[str | None, dict[str, Any]]] = []
+        node.cosigner.send_one = self.send_one
+        node.cosigner.send_all = self.send_all
+
+    async def send_one(self, peer: str, channel: str, data: bytes) -> None:
+        self.sent.append((peer, decode(data, max_size=8192)))
+
+    async def send_all(self, channel: str, data: bytes) -> None:
+        self.sent.append((None, decode(data, max_size=8192)))
+
+
+def frame(folder: Path, node_id: str, cp: dict[str, Any]) -> bytes:
+    signer = Ed25519Signer.from_file(folder / "keys" / f"{node_id}.node.key")
+    return canonical({"cp": cp, "node": node_id, "sig": sign_checkpoint(signer, cp["chain"], cp)})
+
+
+def test_a_restarted_peer_answers_from_its_store(three: Path, tmp_path: Path) -> None:
+    async def main() -> None:
+        node = node_of(three, "spc", tmp_path)
+        try:
+            header, bhash = _apply_one(node, doc(three, node, 40))
+            cp = node.chain.checkpoint_body(1)
+            # Height 1 got its quorum (spc + ji01) before a restart: only the store has it.
+            mine = sign_checkpoint(node.signer, node.chain.chain_id, cp)
+            ji01 = decode(frame(three, "ji01", cp), max_size=8192)["sig"]
+            node.chain.put_checkpoint(cp, [{"node": "ji01", "sig": ji01},
+                                           {"node": "spc", "sig": mine}])
+            wire = Wire(node)
+            # The node that was away signs height 1 and asks.
+            await node.cosigner.on_frame("ji", frame(three, "ji", cp))
+            assert [(p, m["node"], m["sig"]) for p, m in wire.sent] == [("ji", "spc", mine)]
+        finally:
+            node.chain.close()
+
+    asyncio.run(main())
+
+
+def test_a_restarted_nodes_own_signature_counts_again(three: Path, tmp_path: Path) -> None:
+    async def main() -> None:
+        node = node_of(three, "spc", tmp_path)
+        try:
+            _apply_one(node, doc(three, node, 41))  # applied before the restart, no quorum
+            wire = Wire(node)
+            await node.cosigner.resend([1])
+            assert [(p, m["node"]) for p, m in wire.sent] == [(None, "spc")]
+            # One peer's answer now completes the quorum (2 of 3).
+            await node.cosigner.on_frame("ji01", frame(three, "ji01",
+                                                       node.chain.checkpoint_body(1)))
+            assert node.chain.cosigned(1)
+        finally:
+            node.chain.close()
+
+    asyncio.run(main())
+
+
+def test_a_height_refused_for_clock_skew_is_never_signed_later(three: Path,
+                                                               tmp_path: Path) -> None:
+    async def main() -> None:
+        node = node_of(three, "spc", tmp_path)
+        try:
+            header, bhash = _apply_one(node, doc(three, node, 42))
+            skewed = dict(header, time=header["time"] - 10 * 60 * 1000)
+            wire = Wire(node)
+            await node.cosigner.on_applied(skewed, bhash, caught_up=True)
+            assert "clock_skew" in node.alarms
+            await node.cosigner.on_frame("ji", frame(three, "ji", node.chain.checkpoint_body(1)))
+            await node.cosigner.resend([1])
+            assert not any(m["node"] == "spc" for _, m in wire.sent), wire.sent
+        finally:
+            node.chain.close()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- real processes
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +198,9 @@ def down_and_back(c: Cluster, victim: str, tag: str) -> None:
     assert wait_same_cosigned(c) == head + 1
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_follower_down_during_quorums_gets_every_checkpoint(cluster: Cluster) -> None:
     commit_blocks(cluster, cluster.ids[0], 2, "warm-up")
     wait_same_cosigned(cluster)
@@ -108,12 +209,18 @@ def test_follower_down_during_quorums_gets_every_checkpoint(cluster: Cluster) ->
     down_and_back(cluster, follower, "follower away")
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_leader_down_during_quorums_gets_every_checkpoint(cluster: Cluster) -> None:
     leader = cluster.leader()
     assert leader is not None
     down_and_back(cluster, leader, "leader away")
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_node_back_after_its_peers_restarted_gets_every_checkpoint(cluster: Cluster) -> None:
     c = cluster
     wait_same_cosigned(c)
