@@ -63,6 +63,12 @@ class Wire:
         self.sent.append((None, decode(data, max_size=8192)))
 
 
+def body(node: Node, h: int) -> dict[str, Any]:
+    cp = node.chain.checkpoint_body(h)
+    assert cp is not None
+    return cp
+
+
 def frame(folder: Path, node_id: str, cp: dict[str, Any]) -> bytes:
     signer = Ed25519Signer.from_file(folder / "keys" / f"{node_id}.node.key")
     return canonical({"cp": cp, "node": node_id, "sig": sign_checkpoint(signer, cp["chain"], cp)})
@@ -73,7 +79,7 @@ def test_a_restarted_peer_answers_from_its_store(three: Path, tmp_path: Path) ->
         node = node_of(three, "spc", tmp_path)
         try:
             header, bhash = _apply_one(node, doc(three, node, 40))
-            cp = node.chain.checkpoint_body(1)
+            cp = body(node, 1)
             # Height 1 got its quorum (spc + ji01) before a restart: only the store has it.
             mine = sign_checkpoint(node.signer, node.chain.chain_id, cp)
             ji01 = decode(frame(three, "ji01", cp), max_size=8192)["sig"]
@@ -99,7 +105,7 @@ def test_a_restarted_nodes_own_signature_counts_again(three: Path, tmp_path: Pat
             assert [(p, m["node"]) for p, m in wire.sent] == [(None, "spc")]
             # One peer's answer now completes the quorum (2 of 3).
             await node.cosigner.on_frame("ji01", frame(three, "ji01",
-                                                       node.chain.checkpoint_body(1)))
+                                                       body(node, 1)))
             assert node.chain.cosigned(1)
         finally:
             node.chain.close()
@@ -117,7 +123,7 @@ def test_a_height_refused_for_clock_skew_is_never_signed_later(three: Path,
             wire = Wire(node)
             await node.cosigner.on_applied(skewed, bhash, caught_up=True)
             assert "clock_skew" in node.alarms
-            await node.cosigner.on_frame("ji", frame(three, "ji", node.chain.checkpoint_body(1)))
+            await node.cosigner.on_frame("ji", frame(three, "ji", body(node, 1)))
             await node.cosigner.resend([1])
             assert not any(m["node"] == "spc" for _, m in wire.sent), wire.sent
         finally:
@@ -168,7 +174,7 @@ def cosigned(c: Cluster) -> dict[str, Any]:
 
 def wait_same_cosigned(c: Cluster, timeout: float = 30) -> int:
     """Every node's cosigned height equal to the applied head, within ``timeout``."""
-    head = wait_same_head(c, c.ids, timeout=60)["height"]
+    head = int(wait_same_head(c, c.ids, timeout=60)["height"])
     deadline = time.monotonic() + timeout
     while True:
         got = cosigned(c)
