@@ -10,9 +10,14 @@ Violations it looks for (issue 11; each is a broken promise of docs/guarantees.m
 5. an entry refused with a 4xx is in the chain (a refusal changes nothing);
 6. a receipt issued during the run does not verify offline, or its checkpoint is not a prefix of
    the final cosigned checkpoint (RFC 9162 §2.1.4 consistency);
-7. ``courtledger audit chain`` over a node does not pass.
+7. ``courtledger audit chain`` over a node does not pass;
+8. after a membership change removed a voter (:func:`check_removed`): its store is not a prefix
+   of the chain, or a block above the removal was proposed by it, or a checkpoint above it
+   carries its signature (a removed node's messages must stop counting: DESIGN §2, membership
+   changes take effect from the next block).
 
-Unknown outcomes may be present or absent, at most once (2 covers them).
+Unknown outcomes may be present or absent, at most once (2 covers them). The nodes checked are
+the members at the end (``c.ids``): a node that joined during the run is held to every rule.
 """
 
 from __future__ import annotations
@@ -148,7 +153,8 @@ def check_receipts(c: Cluster, acked: list[dict[str, Any]]) -> list[str]:
                 out.append(f"receipt of {r['eid']} does not verify: {exc}")
                 continue
             problems = []
-            for n in [r["node"]] + [x for x in c.ids if x != r["node"]]:
+            # The issuing node first, if it is still a member (a removed one is not asked).
+            for n in [x for x in c.ids if x == r["node"]] + [x for x in c.ids if x != r["node"]]:
                 size, root = latest[n]
                 if facts.tree_size > size:
                     problems.append(f"{n}: final checkpoint {size} < {facts.tree_size}")
@@ -190,3 +196,36 @@ def run_audit(c: Cluster, node: str) -> list[str]:
     if out.returncode != 0:
         return [f"audit chain exit {out.returncode}: {out.stdout[-500:]} {out.stderr[-500:]}"]
     return []
+
+
+def check_removed(c: Cluster, removed: str, removed_at: int) -> list[str]:
+    """A voter removed by the membership entry in block ``removed_at`` (stopped, as every
+    node now): its store is a prefix of every member's chain; no block above ``removed_at``
+    names it as proposer; no stored checkpoint above ``removed_at`` carries its signature
+    (from ``removed_at + 1`` it is no voter: DESIGN §2)."""
+    out: list[str] = []
+    ref = c.ids[0]  # check_stored has shown that every member holds the same blocks
+    mine = read_chain(c, removed)
+    theirs = read_chain(c, ref)
+    for h, (a, b) in enumerate(zip(theirs, mine, strict=False), start=1):
+        if a[0] != b[0]:
+            out.append(f"removed node {removed} holds another block than {ref} at height {h}")
+            break
+    if len(mine) > len(theirs):
+        out.append(f"removed node {removed} holds {len(mine)} blocks, {ref} only {len(theirs)}")
+    for n in c.ids:
+        store = LedgerStore.open(c.configs[n].data_dir / "ledger", c.genesis)
+        try:
+            height = store.head()[0]
+            for h in range(removed_at + 1, height + 1):
+                header = store.header(h)
+                if header is not None and header["proposer"] == removed:
+                    out.append(f"{n}: block {h} above the removal at {removed_at} was "
+                               f"proposed by the removed node {removed}")
+                got = store.checkpoint(h)
+                if got is not None and any(s["node"] == removed for s in got[1]):
+                    out.append(f"{n}: checkpoint {h} above the removal at {removed_at} "
+                               f"carries a signature of the removed node {removed}")
+        finally:
+            store.close()
+    return out

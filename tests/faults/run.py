@@ -7,9 +7,13 @@ each on a fresh cluster whose peer links pass through :class:`~tests.faults.prox
 2. run the schedule the seed chooses (printed first): kill -9 of the leader or a follower and a
    restart, SIGSTOP/SIGCONT pauses longer than the election timeout, a node cut off by a
    partition, a one-way partition (the leader hears but is not heard), delayed links;
+   With membership changes on (the default), a fourth court joins as a learner, is promoted
+   and a voter of the first three is removed, each through the operator's commands and each
+   overlapped by the faults that follow it in the schedule (:mod:`tests.faults.membership`);
 3. heal every fault, restart and resume every node, let the workload run a little longer,
    stop it, wait until every node holds the same head, and run the checker
-   (:mod:`tests.faults.checker`).
+   (:mod:`tests.faults.checker`), on the new node too; the removed node's store must be a
+   prefix of the chain and it must never again propose a block or sign a counted checkpoint.
 
 A clean schedule's folder is removed; a failing one keeps its data directories, logs and
 history, and the seed is printed with the folder.
@@ -33,10 +37,11 @@ import httpx
 
 from node.demo import Cluster
 from node.init import init_consortium
-from tests.e2e.test_cluster import free_base_port
+from tests.ops.opshelp import free_base
 
-from .checker import check_live, check_stored
+from .checker import check_live, check_removed, check_stored, run_audit
 from .history import History, Workload
+from .membership import MEMBER_KINDS, NEW_NODE, MembershipOps
 from .proxy import FaultProxy
 
 #: Fault kinds a schedule draws from.
@@ -48,20 +53,30 @@ class FaultCluster(Cluster):
     """A :class:`Cluster` whose peers talk through a proxy, with kill/pause bookkeeping."""
 
     def __init__(self, folder: Path, proxy: FaultProxy, extra_env: dict[str, str] | None = None,
-                 first_env: dict[str, dict[str, str]] | None = None) -> None:
+                 first_env: dict[str, dict[str, str]] | None = None,
+                 spare: dict[str, tuple[str, int]] | None = None) -> None:
+        """``spare``: nodes that may join later (id → Raft address); their links pass through
+        the proxy too, so every node is told its proxied address from its first start."""
         super().__init__(folder, extra_env)
         self.proxy = proxy
+        self.removed: list[str] = []  #: nodes removed from the consortium during the run
         #: Environment for a node's first start only (e.g. a one-shot crash failpoint).
         self.first_env = first_env or {}
         self.started: set[str] = set()
         self.crashes = 0  #: processes that died on their own (a crash failpoint) and restarted
         self.exits: list[str] = []  #: how each of those ended
-        self.node_env: dict[str, dict[str, str]] = {i: {} for i in self.ids}
-        for src in self.ids:
-            for dst in self.ids:
+        spare = spare or {}
+        everyone = [*self.ids, *spare]
+        self.node_env: dict[str, dict[str, str]] = {i: {} for i in everyone}
+        for src in everyone:
+            for dst in everyone:
                 if src != dst:
-                    raft = self.configs[dst].listen.raft
-                    port = proxy.add(src, dst, (raft.host, raft.port))
+                    if dst in spare:
+                        target = spare[dst]
+                    else:
+                        raft = self.configs[dst].listen.raft
+                        target = (raft.host, raft.port)
+                    port = proxy.add(src, dst, target)
                     # DESIGN §4: [peers] overrides a peer's address; the pin still applies.
                     self.node_env[src][f"COURTLEDGER_PEERS__{dst.upper()}"] = \
                         f"127.0.0.1:{port}"
@@ -92,7 +107,8 @@ class FaultCluster(Cluster):
             except OSError:
                 last = ""
             out.append(f"{n} exit {code}: {last}")
-            self.start(n)
+            if n not in self.removed:  # a removed node is not brought back
+                self.start(n)
         self.exits += out
         return out
 
@@ -118,8 +134,8 @@ class FaultCluster(Cluster):
         super().stop_all()
 
     def leader(self) -> str | None:
-        for i in self.procs:
-            if i in self.paused:
+        for i in self.ids:  # not a removed node: it may still believe in an old leader
+            if i in self.paused or i not in self.procs:
                 continue
             st = self.status(i)
             if st and st.get("leader"):
@@ -147,14 +163,24 @@ class Step:
     gap_s: float
 
 
-def schedule(seed: int, steps: int) -> list[Step]:
-    """The schedule a seed chooses (deterministic; printed before the run)."""
+def schedule(seed: int, steps: int, membership: bool = True) -> list[Step]:
+    """The schedule a seed chooses (deterministic; printed before the run).
+
+    With ``membership``, the steps ``join``, ``promote`` and ``remove`` are inserted (in that
+    order) after the first fault and at seeded places further on, each followed by at least
+    one fault that overlaps it.
+    """
     rng = random.Random(seed)
     out = []
     for i in range(steps):
         # Kills of the leader come first in short runs: the fault that matters most.
         kind = "kill_leader" if i == 0 else rng.choice(KINDS)
         out.append(Step(kind, round(rng.uniform(1.0, 3.0), 2), round(rng.uniform(0.5, 1.5), 2)))
+    if membership and steps >= 4:
+        # Places after fault 1, then two later ones, each leaving a fault after it.
+        rest = sorted(rng.sample(range(2, steps), 2))
+        for kind, after in reversed(list(zip(MEMBER_KINDS, [1, *rest], strict=True))):
+            out.insert(after, Step(kind, 0.0, 0.5))
     return out
 
 
@@ -169,8 +195,14 @@ def _wait_node(c: FaultCluster, node: str, timeout: float) -> None:
         time.sleep(0.3)
 
 
-def apply_step(c: FaultCluster, step: Step, rng: random.Random, log: list[str]) -> None:
-    """Inject one fault, hold it, lift it."""
+def apply_step(c: FaultCluster, step: Step, rng: random.Random, log: list[str],
+               ops: MembershipOps | None = None) -> None:
+    """Inject one fault, hold it, lift it; or begin a membership change (``ops``)."""
+    if step.kind in MEMBER_KINDS:
+        if ops is not None:
+            ops.begin(step.kind)
+            time.sleep(step.gap_s)
+        return
     leader = c.leader()
     running = [n for n in c.ids if n in c.procs and n not in c.paused]
     if leader is None or leader not in running:
@@ -255,6 +287,7 @@ class Result:
     steps: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    membership: list[tuple[str, str, int]] = field(default_factory=list)
     kills: int = 0
     pauses: int = 0
     crashes: int = 0
@@ -265,26 +298,35 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
                  keep: bool = False, out: Any = sys.stdout,
                  env: dict[str, str] | None = None,
                  first_env: dict[int, dict[str, str]] | None = None,
-                 node_env: dict[int, dict[str, str]] | None = None) -> Result:
-    """One seeded schedule on a fresh cluster under ``root``; see the module docstring."""
+                 node_env: dict[int, dict[str, str]] | None = None,
+                 membership: bool = True, sched: list[Step] | None = None) -> Result:
+    """One seeded schedule on a fresh cluster under ``root``; see the module docstring.
+    ``sched`` replaces the seed's schedule (an explicit one, for a deterministic test)."""
     t0 = time.monotonic()
     folder = root / f"seed-{seed}"
     if folder.exists():
         shutil.rmtree(folder)
-    sched = schedule(seed, steps)
+    sched = sched if sched is not None else schedule(seed, steps, membership)
+    membership = any(s.kind in MEMBER_KINDS for s in sched)
     print(f"fault schedule seed={seed}: " + ", ".join(s.kind for s in sched), file=out,
           flush=True)
-    init_consortium(folder, 3, base_port=free_base_port())
+    base = free_base(4)  # a fourth slot for the court that joins
+    init_consortium(folder, 3, base_port=base)
     proxy = FaultProxy()
     ids = [n.id for n in Cluster(folder).genesis.nodes]
     c = FaultCluster(folder, proxy, extra_env=env,
-                     first_env={ids[i]: e for i, e in (first_env or {}).items()})
+                     first_env={ids[i]: e for i, e in (first_env or {}).items()},
+                     spare={NEW_NODE: ("127.0.0.1", base + 3)} if membership else None)
     for i, e in (node_env or {}).items():
         c.node_env[ids[i]].update(e)  # kept across restarts (slow disk, skewed clock)
     res = Result(seed, folder)
     history = History(folder / "history.jsonl")
     work: Workload | None = None
+    ops: MembershipOps | None = None
     try:
+        if membership:
+            ops = MembershipOps(c, base, random.Random(seed ^ 0xA11), res.steps)
+            ops.keygen()
         c.start_all()
         wait_ready_reaping(c)
         work = Workload(c, history, clients=clients, seed=seed)
@@ -292,8 +334,16 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
         time.sleep(1.5)
         rng = random.Random(seed ^ 0x5EED)
         for step in sched:
-            apply_step(c, step, rng, res.steps)
+            apply_step(c, step, rng, res.steps, ops)
             c.reap_crashed()
+        if ops is not None:
+            # The last change finishes on a healed cluster at the latest.
+            c.proxy.heal()
+            for n in list(c.paused):
+                c.resume(n)
+            ops.wait()
+            res.violations += ops.errors
+            res.membership = list(ops.done)
         converge(c, same_head=False)
         time.sleep(2.0)  # the workload runs on the healed cluster a little
         work.stop()
@@ -302,6 +352,12 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
         c.stop_all()
         v, res.figures = check_stored(c, history.records)
         res.violations += v
+        if ops is not None:
+            if NEW_NODE in c.ids:
+                res.violations += [f"on {NEW_NODE}: {x}" for x in run_audit(c, NEW_NODE)]
+            if ops.removed is not None and ops.removed_at is not None:
+                res.violations += check_removed(c, ops.removed, ops.removed_at)
+        res.figures["membership_changes"] = len(res.membership)
     except Exception as exc:  # noqa: BLE001 - a run that cannot finish is a failure to report
         res.violations.append(f"run failed: {type(exc).__name__}: {exc}")
     finally:
@@ -316,6 +372,8 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
         c.stop_all()
         proxy.close()
         res.seconds = round(time.monotonic() - t0, 1)
+        if folder.exists():  # what happened when, beside the history (kept on failure)
+            (folder / "steps.log").write_text("\n".join(res.steps) + "\n", encoding="utf-8")
     if res.violations:
         print(f"FAULT RUN FAILED seed={seed}: data, logs and history kept in {folder}",
               file=out, flush=True)
@@ -337,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--failpoints", action="store_true",
                     help="also a slow disk and a skewed clock on two nodes, and one-shot crash "
                          "failpoints (before/after a block is persisted, before a vote reply)")
+    ap.add_argument("--no-membership", action="store_true",
+                    help="leave out the join / promote / remove steps")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     root = args.dir or Path(tempfile.mkdtemp(prefix="courtledger-faults-"))
@@ -345,11 +405,12 @@ def main(argv: list[str] | None = None) -> int:
           f"in {root}", flush=True)
     t0 = time.monotonic()
     totals = {"schedules": 0, "failed": 0, "kills": 0, "pauses": 0, "crashes": 0, "acked": 0,
-              "unknown": 0}
+              "unknown": 0, "membership_changes": 0}
     for s in range(seed, seed + args.seeds):
         if args.minutes is not None and time.monotonic() - t0 > args.minutes * 60:
             break
         r = run_schedule(s, args.steps, root, clients=args.clients,
+                         membership=not args.no_membership,
                          **(FAILPOINT_VARIANT if args.failpoints else {}))
         totals["schedules"] += 1
         totals["failed"] += bool(r.violations)
@@ -358,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         totals["crashes"] += r.crashes
         totals["acked"] += int(r.figures.get("acked", 0))
         totals["unknown"] += int(r.figures.get("unknown", 0))
+        totals["membership_changes"] += len(r.membership)
         print(json.dumps({"seed": s, "ok": not r.violations, "kills": r.kills,
                           "pauses": r.pauses, "crashes": r.crashes, "seconds": r.seconds,
                           **r.figures}), flush=True)
