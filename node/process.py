@@ -21,6 +21,7 @@ import tomllib
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 from ledger.crypto import Ed25519Signer
 from ledger.genesis import load_genesis
@@ -57,6 +58,32 @@ class Metrics:
                            registry=r)
 
 
+class PeerLinkCollector:
+    """``courtledger_peer_refused_total`` and ``courtledger_peer_frames_malformed_total``,
+    read from the peer transport's own counters at scrape time (consensus/transport.py).
+
+    A refused peer is a connection from outside the consortium, or from a node whose
+    certificate is no longer pinned: removed by a ``membership`` entry, or replaced by
+    ``update_keys`` (DESIGN §3). A rising count is someone knocking who is not a member.
+    """
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def collect(self) -> Any:
+        transport = getattr(self.node.replicator, "transport", None)
+        counters = getattr(transport, "counters", {})
+        for name, key, doc in (
+                ("courtledger_peer_refused", "refused",
+                 "Peer connections refused: no or an unpinned certificate (outside the "
+                 "consortium, removed, or replaced by update_keys)"),
+                ("courtledger_peer_frames_malformed", "malformed",
+                 "Peer frames that did not parse (the connection was closed)")):
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], float(counters.get(key, 0)))
+            yield family
+
+
 def load_tokens(path: Any) -> dict[str, str]:
     """``tokens.toml``: SHA-256 of each bearer token → identity id."""
     if path is None:
@@ -86,6 +113,7 @@ class Node:
             raise ValueError(f"node_key does not match the genesis key of {config.node_id}")
         self.tokens = load_tokens(config.tokens)
         self.replicator = self._make_replicator()
+        self.metrics.registry.register(PeerLinkCollector(self))
         self.service = NodeServiceImpl(self)
         self.builder = BlockBuilder(
             chain=self.chain, replicator=self.replicator, config=config.builder,
