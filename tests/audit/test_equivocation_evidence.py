@@ -206,3 +206,26 @@ def test_two_checkpoint_files_offline(chain: Chain, tmp_path: Path) -> None:
     assert invoke("consistency", "1", "2", "--consortium", g).exit_code == 2
     assert invoke("consistency", a, str(tmp_path / "missing.json"),
                   "--consortium", g).exit_code == 2
+
+
+def test_voters_after_a_membership_change_come_from_voters_from(chain: Chain,
+                                                                 tmp_path: Path) -> None:
+    """node-d votes only after the add: its signature counts with the membership proofs of a
+    later receipt (``--voters-from``), not with the genesis voters alone."""
+    from ledger.store import LedgerStore
+
+    height = chain.heights["after_add"]
+    ev = fork(chain, height, signer="node-d")
+    path = write(tmp_path, ev)
+    refused(chain, tmp_path, ev, "no valid signature by a voter")
+    store = LedgerStore.open(chain.data, chain.genesis)
+    try:
+        receipt = json.loads(json.dumps(store.receipt(chain.entry_ids[-1])))
+    finally:
+        store.close()
+    rpath = write(tmp_path, receipt, "receipt.json")
+    result = invoke("consistency", path, "--consortium", str(chain.genesis_file),
+                    "--voters-from", rpath, "--json")
+    assert result.exit_code == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert out["second_signers"] == ["node-d"] and out["proposer"] == "node-a"
