@@ -9,7 +9,9 @@ GENESIS`` (or ``--chain-id HEX``) and verify from there (DESIGN §2).
   index, and can resume from a saved state (``--save``/``--resume``).
 * ``audit receipt`` verifies a receipt offline and says in one sentence what it proves.
 * ``audit consistency`` checks a consistency-proof file, or fetches one from a node between
-  two checkpoint files or tree sizes; contradicting checkpoints are printed as evidence.
+  two checkpoint files or tree sizes; contradicting checkpoints are printed as evidence. It
+  also checks a voter's equivocation evidence (``courtledger-equivocation/1``), or two
+  checkpoint files, offline: it proves a fork and names the proposer, or refuses the file.
 * ``audit case 案号`` prints a case's timeline with a verified receipt per entry and the
   inspector's findings (``verifier.Inspector``).
 * ``export`` writes a chain bundle (DESIGN §2) from a node or a data dir.
@@ -709,7 +711,7 @@ def audit_consistency_cmd(args: tuple[str, ...], node_url: str | None, token: Pa
     contradict each other (same tree size, different root; same height, different block) are
     printed as the evidence, exit 1.
 
-    EVIDENCE (a ``courtledger-equivocation/1`` file a voter wrote, see docs/operations.md), or
+    EVIDENCE (a courtledger-equivocation/1 file a voter wrote, see docs/operations.md), or
     OLD NEW as two checkpoint files without --node, are checked offline for equivocation: each
     checkpoint needs one valid signature by a voter in force at its height. An honest voter
     signs only a block it verified and applied itself, so two voter-signed checkpoints that
