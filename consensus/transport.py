@@ -48,6 +48,10 @@ AppHandler = Callable[[str, str, bytes], Awaitable[None] | None]
 _WRITE_CHUNK = 1 << 20
 
 
+#: A link that lived at least this long was healthy: the next dial starts from the first backoff.
+STABLE_LINK_S = 1.0
+
+
 def parse_address(address: str, *, listen: bool = False) -> tuple[str, int]:
     """Split ``host:port`` (IPv6 as ``[::1]:port``); ValueError with the address if malformed.
 
@@ -317,15 +321,24 @@ class Transport:
                 delay = min(delay * 2, self._backoff[1])
                 continue
             self.counters["connects"] += 1
-            delay = self._backoff[0]
             link.writer = writer
             link.connected = True
+            began = asyncio.get_running_loop().time()
             try:
                 await self._pump(link, reader, writer)
             finally:
                 link.connected = False
                 link.writer = None
                 writer.close()
+            if asyncio.get_running_loop().time() - began < STABLE_LINK_S:
+                # The peer hung up at once: it no longer pins our certificate (we were removed
+                # or replaced by update_keys) or it is going down. Count it as a failed dial
+                # and back off; redialling at once would cost it a TLS handshake per loop,
+                # dozens a second, for as long as we run.
+                await asyncio.sleep(delay * (0.5 + self._rng.random()))
+                delay = min(delay * 2, self._backoff[1])
+            else:
+                delay = self._backoff[0]
 
     async def _pump(
         self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
