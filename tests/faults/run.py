@@ -278,6 +278,26 @@ def converge(c: FaultCluster, timeout: float = 120, same_head: bool = True) -> N
         time.sleep(0.5)
 
 
+def removed_refused(c: FaultCluster, removed: str, figures: dict[str, Any]) -> list[str]:
+    """The removed node, still running with its old certificate, keeps dialling its former
+    peers: each refuses it after the handshake and counts it (``courtledger_peer_refused``).
+    Records the members' total in ``figures``; a violation if it ran and nobody counted it."""
+    total = 0.0
+    for n in c.ids:
+        try:
+            text = httpx.get(c.internal(n) + "/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("courtledger_peer_refused_total "):
+                total += float(line.split()[1])
+    figures["peer_refused"] = int(total)
+    p = c.procs.get(removed)
+    if p is not None and p.poll() is None and total == 0:
+        return [f"removed node {removed} runs but no member refused a connection from it"]
+    return []
+
+
 @dataclass
 class Result:
     """What one schedule did and found."""
@@ -349,8 +369,11 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
         work.stop()
         converge(c)
         res.violations += check_live(c, history.records)
+        if ops is not None and ops.removed is not None:
+            res.violations += removed_refused(c, ops.removed, res.figures)
         c.stop_all()
-        v, res.figures = check_stored(c, history.records)
+        v, figures = check_stored(c, history.records)
+        res.figures.update(figures)
         res.violations += v
         if ops is not None:
             if NEW_NODE in c.ids:
