@@ -50,9 +50,12 @@ log = logging.getLogger("courtledger.raft")
 
 XFER = "xfer"
 XFER_REPLY = "xfer_r"
-#: A node that lost its Raft log (restored, or found wiped) asks the leader to probe it from
-#: index 1.
+#: A follower whose log does not reach where the leader appends tells it its last index; the
+#: leader probes it from index 1 if that is below what it acknowledged (it lost entries).
 REJOIN = "rejoin"
+#: The leader's answer to a ``rejoin`` from a node that believes it is new although the leader
+#: counted acknowledgements from it: ``{"acked": index, "term": term}`` (see ``_on_rejoin``).
+REJOIN_REPLY = "rejoin_r"
 #: Raft messages only a leader sends: hearing one is "having heard a leader".
 _FROM_LEADER = frozenset({"app", "heartbeat", "snap"})
 #: One transfer answer holds at most this many blocks and (about) this many bytes.
@@ -308,8 +311,18 @@ class RaftReplicator:
         kind = message.get("type")
         if kind in _FROM_LEADER:
             self._leader_seen = True
+            index = message.get("index")
+            if kind == "app" and isinstance(index, int) and index > self.logstore.last_index():
+                # The leader appends after an index our log does not reach: we lag, or we
+                # lost entries it counted as ours (storage wiped, restored, or a whole data
+                # dir replaced). Only the leader knows which: tell it how far our log goes
+                # (``_on_rejoin``; at most once a second).
+                self._ask_rejoin(peer)
         elif kind == "app_resp" and message.get("reject"):
             self._note_refusal(peer, message)
+        elif (kind in ("vote", "pre_vote") and self.recovery_state == "first"
+              and not self._leader_seen and not self._first_may_vote(peer, message)):
+            return
         if self._catching_up and not self._catch_up_may_take(peer, message):
             return
         if self._vote_floor is not None and not self._restored_may_take(message):
@@ -400,6 +413,26 @@ class RaftReplicator:
             mark_has_run(data_dir, self.node_id)  # a data dir from before the marker existed
             self._has_run = True
 
+    def _first_may_vote(self, peer: str, message: dict[str, Any]) -> bool:
+        """A node on its first start, before it has heard any leader, votes only for a
+        candidate whose log is empty too.
+
+        At a consortium's genesis every log is empty until a first leader appends its no-op,
+        so this costs the first election nothing. A candidate with entries means the
+        consortium has run; a node that has never heard a leader and has an empty log may
+        then be one whose whole data dir was lost (nothing on disk says otherwise): its vote
+        could be a second vote in a term, or elect a candidate that lacks entries it once
+        acknowledged (Raft §5.2, §5.4.1). It waits for a leader instead; the leader tells it
+        if it was a member before (``_on_rejoin``). The price: a node started for the first
+        time while the consortium has no leader cannot help elect one."""
+        index, log_term = message.get("index", 0), message.get("log_term", 0)
+        if index == 0 and log_term == 0:
+            return True
+        self.votes_withheld += 1
+        _log_withheld("first start, no leader heard yet", str(message.get("type")),
+                      int(message.get("term") or 0), peer, None)
+        return False
+
     def recovery_status(self) -> dict[str, Any]:
         """How this node stands after a loss of Raft state (for /v1/cluster ``raft``)."""
         return {
@@ -437,8 +470,6 @@ class RaftReplicator:
             return True
         kind = message.get("type")
         if kind in _FROM_LEADER:
-            if self.logstore.last_index() == 0:
-                self._ask_rejoin(peer)
             if self._catch_up is None:
                 commit = message.get("commit", 0)
                 self._catch_up = (term, commit if isinstance(commit, int) else 0)
@@ -489,28 +520,92 @@ class RaftReplicator:
                         "its storage gone asks to rejoin by itself, else restore it "
                         "(docs/operations.md)", peer, index, pr.match, n)
 
-    def _on_rejoin(self, peer: str) -> None:
-        """A peer that lost its Raft log (restored from a backup, or found wiped): as leader,
-        forget what we counted as replicated there and probe it from the start. Raft ignores
-        a follower's refusals at or below its recorded match index as stale (``_note_refusal``),
-        so without this the leader would never resend the lost entries. Lowering a match index
-        only delays commits, never makes one (the frame comes over the peer's pinned mTLS
-        link)."""
+    def _on_rejoin(self, peer: str, data: bytes) -> None:
+        """A follower's ``rejoin``: ``{"state": how it started, "last": its last log index}``.
+
+        If its log ends below the match index we recorded, it lost entries it acknowledged
+        (restored from a backup, found wiped, or a whole data dir replaced): as leader, forget
+        what we counted as replicated there and probe it from the start. Raft ignores a
+        follower's refusals at or below its recorded match index as stale
+        (``_note_refusal``), so without this the leader would never resend the lost entries.
+        Lowering a match index only delays commits, never makes one (the frame comes over the
+        peer's pinned mTLS link). A follower that merely lags (log at or past the match) is
+        left to Raft's own backtracking.
+
+        A follower that says it starts for the first time although we counted its
+        acknowledgements lost its whole data dir, markers included, and came back without
+        ``node restore``: we tell it (``rejoin_r``) so that it takes the guards of a wiped node
+        instead of voting as if new, and say so in our log."""
         pr = self.core.prs.get(peer)
-        if self.runtime.role != Role.LEADER or pr is None or pr.match == 0:
+        if self.runtime.role != Role.LEADER or pr is None:
             return
-        log.info("peer %s rejoins with an empty Raft log: probing it from index 1", peer)
+        try:
+            msg = decode(data, max_size=256) if data else {"state": "lost", "last": 0}
+            state, last = msg["state"], msg["last"]
+            if not isinstance(state, str) or not isinstance(last, int):
+                raise TypeError("state is a string and last an integer")
+        except (LedgerError, KeyError, TypeError) as exc:
+            log.warning("dropping a rejoin request from %s: %s", peer, exc)
+            return
+        if pr.match <= last:
+            return
+        acked = pr.match
+        log.info("peer %s rejoins with a Raft log ending at %d below the %d it acknowledged: "
+                 "probing it from index 1", peer, last, acked)
         pr.match = 0
         pr.pending_snapshot = 0  # a snapshot in flight names an index it may no longer reach
         pr.become_probe()
+        if state == "first":
+            log.warning("peer %s starts as a new node although it acknowledged entries up to "
+                        "index %d: its whole data dir was lost and it was started without "
+                        "`courtledger node restore`; telling it to act as a wiped node",
+                        peer, acked)
+            task = asyncio.create_task(self.transport.send_app(
+                peer, REJOIN_REPLY, canonical({"acked": acked, "term": self.core.term})))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _on_rejoin_reply(self, peer: str, data: bytes) -> None:
+        """The leader counted acknowledgements from us, yet we started as new: our whole data
+        dir was lost. Take the guards of a wiped node from now on (durably), with a vote floor
+        at the leader's term at least: we may have voted in any term up to it."""
+        from node.backup import CATCHUP_MARKER, RESTORED_MARKER, write_marker
+
+        # Only our own recorded state is checked: the sender is a member (pinned mTLS), and a
+        # false claim can only make us more careful, never less.
+        if self.recovery_state != "first":
+            return
+        try:
+            msg = decode(data, max_size=256)
+            acked, term = msg["acked"], msg["term"]
+            if not isinstance(acked, int) or not isinstance(term, int):
+                raise TypeError("acked and term are integers")
+        except (LedgerError, KeyError, TypeError) as exc:
+            log.warning("dropping a rejoin answer from %s: %s", peer, exc)
+            return
+        floor = max(term, self.core.term)
+        write_marker(self.config.data_dir / RESTORED_MARKER, {"term_floor": floor,
+                                                              "cause": "wiped"})
+        write_marker(self.config.data_dir / CATCHUP_MARKER, {"pending": True})
+        self.recovery_state = "wiped"
+        self._vote_floor = floor
+        self._heard_leader = False
+        self._catching_up = True
+        self._catch_up = None
+        log.warning("node %s: its storage was empty after it had run (leader %s counted its "
+                    "acknowledgements up to index %d; the whole data dir was lost): catching up "
+                    "from the leader, with no vote and no campaign until caught up and never "
+                    "at a term up to %d (Raft §5.2, §5.4); restore it from a backup next time",
+                    self.node_id, peer, acked, floor)
 
     def _ask_rejoin(self, leader: str) -> None:
-        """Lost Raft state, empty log: ask the leader (at most once a second) to resend."""
+        """Tell the leader how far our log goes (at most once a second): see ``_on_rejoin``."""
         now = asyncio.get_running_loop().time()
         if now - self._rejoin_asked < 1.0:
             return
         self._rejoin_asked = now
-        task = asyncio.create_task(self.transport.send_app(leader, REJOIN, b""))
+        state = "first" if self.recovery_state == "first" else "lost"
+        body = canonical({"state": state, "last": self.logstore.last_index()})
+        task = asyncio.create_task(self.transport.send_app(leader, REJOIN, body))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _restored_may_take(self, message: dict[str, Any]) -> bool:
@@ -558,7 +653,10 @@ class RaftReplicator:
         """Block-transfer frames: requests (served from the store) and their answers; and a
         restored peer's ``rejoin``."""
         if channel == REJOIN:
-            self._on_rejoin(peer)
+            self._on_rejoin(peer, data)
+            return
+        if channel == REJOIN_REPLY:
+            self._on_rejoin_reply(peer, data)
             return
         try:
             msg = decode(data, max_size=XFER_MAX_BYTES + (1 << 20))

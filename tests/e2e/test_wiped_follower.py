@@ -9,8 +9,9 @@ node/raftlink.py), so while the leader is down the wiped node and the third node
 Once the old leader is back, the wiped node catches up to the same head, its chain passes
 ``audit chain --data``, and receipts issued through it verify offline. Then a follower is wiped
 while the leader stays up (the case that stayed at height 0: the leader kept its old match
-index): it asks to rejoin and catches up the same way. Last, the same follower loses only its
-ledger folder and refills it by verified block transfer.
+index): it asks to rejoin and catches up the same way. Then the same follower loses only its
+ledger folder and refills it by verified block transfer. Last, a node loses its whole data dir
+(markers included) and learns from the leader that it is not new.
 
 Budget: about 60–90 s on the shared 2-core machine.
 """
@@ -145,7 +146,7 @@ def test_wiped_follower_withholds_votes_then_catches_up(cluster: Cluster) -> Non
     wait_same_head(c, c.ids, timeout=90)
     leader_log = (c.folder / "logs" / f"{leader}.log").read_text(encoding="utf-8",
                                                                   errors="replace")
-    assert f"peer {follower} rejoins with an empty Raft log" in leader_log
+    assert f"peer {follower} rejoins with a Raft log ending at" in leader_log
     rec = recovery(c, follower)
     assert rec["state"] == "wiped" and rec["votes_granted_before_leader"] == 0, rec
     got = submit(c, follower, b"through the second wiped node", wait="receipt")
@@ -168,6 +169,27 @@ def test_wiped_follower_withholds_votes_then_catches_up(cluster: Cluster) -> Non
     assert not st["raft"]["recovery"]["catching_up"], st["raft"]
     c.stop(follower)
     audit_chain(c, fdata)
+
+    # The whole data dir lost, markers included: the node starts as new, and the leader, which
+    # counted its acknowledgements, tells it to take the wiped node's guards.
+    c.start(follower)
+    c.wait_ready([follower], timeout=60)
+    wait_same_head(c, c.ids, timeout=90)
+    other = next(n for n in c.ids if n not in (leader, follower))
+    c.stop(other, signal.SIGKILL)
+    odata = c.configs[other].data_dir
+    shutil.rmtree(odata)
+    c.start(other)
+    submit(c, leader, b"after a whole data dir was lost")
+    c.wait_ready([other], timeout=60)
+    wait_same_head(c, c.ids, timeout=90)
+    rec = recovery(c, other)
+    assert rec["state"] == "wiped" and rec["votes_granted_before_leader"] == 0, rec
+    leader_log = (c.folder / "logs" / f"{leader}.log").read_text(encoding="utf-8",
+                                                                  errors="replace")
+    assert f"peer {other} starts as a new node although it acknowledged" in leader_log
+    c.stop(other)
+    audit_chain(c, odata)
 
 
 def audit_chain(c: Cluster, data: Path) -> None:

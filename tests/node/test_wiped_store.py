@@ -82,8 +82,9 @@ class Wire:
         rep.transport.send_app = send_app  # type: ignore[method-assign]
 
 
-def open_node(folder: Path, data: Path) -> Node:
-    return Node(load_config(folder / "ji.toml", env={"COURTLEDGER_DATA_DIR": str(data)}))
+def open_node(folder: Path, data: Path, node_id: str = "ji") -> Node:
+    return Node(load_config(folder / f"{node_id}.toml",
+                            env={"COURTLEDGER_DATA_DIR": str(data)}))
 
 
 def close(node: Node) -> None:
@@ -105,9 +106,17 @@ def test_first_start_votes_then_a_wiped_start_withholds_until_caught_up(
             rep, wire = node.replicator, Wire(node)
             assert rep.recovery_state == "first"
             assert not (data / HAS_RUN_MARKER).exists()  # nothing said yet
-            # Genesis: a first-start node votes at once (every node is empty, no leader yet).
-            rep._on_raft("ji01", vote("pre_vote", 1))
-            assert wire.received and rep.votes_withheld == 0
+            # Genesis: a first-start node votes at once (every log is empty, no leader yet).
+            rep._on_raft("ji01", {**vote("pre_vote", 1), "index": 0, "log_term": 0})
+            assert len(wire.received) == 1 and rep.votes_withheld == 0
+            # A candidate with entries means the consortium ran: with no leader heard yet we
+            # may be a node whose whole data dir was lost, so no vote.
+            rep._on_raft("ji01", vote("vote", 3))
+            assert len(wire.received) == 1 and rep.votes_withheld == 1
+            # Once a leader was heard, the leader would have told us (rejoin_r): votes as usual.
+            rep._on_raft("spc", {"type": "heartbeat", "frm": "spc", "to": "ji", "term": 3})
+            rep._on_raft("ji01", vote("vote", 4))
+            assert len(wire.received) == 3 and rep.votes_withheld == 1
             # A pre-vote granted at term 0 promises nothing: still a first start after it.
             rep._send("ji01", {"type": "pre_vote_resp", "frm": "ji", "to": "ji01", "term": 1})
             assert wire.sent and not (data / HAS_RUN_MARKER).exists()
@@ -140,11 +149,14 @@ def test_first_start_votes_then_a_wiped_start_withholds_until_caught_up(
             rep._send("ji01", vote("pre_vote", 1, frm="ji"))
             assert wire.sent == [] and rep.campaigns_suppressed == 1
             # The first word from a leader (term 7, commit 2): the target and floor are fixed,
-            # durably, and the leader is asked to probe us from index 1.
+            # durably.
             hb = {"type": "heartbeat", "frm": "spc", "to": "ji", "term": 7, "commit": 2}
             rep._on_raft("spc", hb)
-            await asyncio.sleep(0)
             assert wire.received == [hb]
+            # Its appends after an index our empty log lacks: tell it where our log ends.
+            rep._on_raft("spc", {**hb, "type": "app", "index": 40, "log_term": 7,
+                                 "entries": []})
+            await asyncio.sleep(0)
             assert wire.app == [("spc", "rejoin")]
             assert json.loads((data / CATCHUP_MARKER).read_text()) == {"term": 7, "index": 2}
             assert read_marker(data) == {"term_floor": 7, "cause": "wiped"}
@@ -203,9 +215,17 @@ def test_the_leader_resets_a_rejoining_peer_and_counts_stale_refusals(
                                  "term": core.term, "index": 40, "reject": True,
                                  "reject_hint": 0})
             assert rep.stale_refusals == {"spc": 1}
-            # The follower says it lost its log: probe it from index 1.
-            await rep.on_app("spc", "rejoin", b"")
+            # A follower that merely lags (its log reaches the match) is left to Raft.
+            await rep.on_app("spc", "rejoin", canonical({"state": "resume", "last": 45}))
+            assert pr.match == 40
+            # One whose log ends below what it acknowledged lost entries: probe from index 1.
+            await rep.on_app("spc", "rejoin", canonical({"state": "lost", "last": 0}))
             assert pr.match == 0 and pr.next == 1
+            # Malformed requests are dropped.
+            pr.match = 40
+            await rep.on_app("spc", "rejoin", canonical({"state": 1, "last": 0}))
+            await rep.on_app("spc", "rejoin", b"\xc1")
+            assert pr.match == 40
         finally:
             close(node)
 
@@ -242,3 +262,48 @@ def test_a_ledger_lost_below_the_raft_compaction_point_is_found(
             is None
     finally:
         close(node)
+
+
+def test_a_whole_data_dir_lost_is_recognised_through_the_leader(
+        consortium: Path, tmp_path: Path) -> None:
+    """No marker survives a data dir lost as a whole, so the node starts as new; the leader,
+    which counted its acknowledgements, tells it, and it takes the wiped node's guards."""
+    async def main() -> None:
+        leader = open_node(consortium, tmp_path / "spc", "spc")
+        node = open_node(consortium, tmp_path / "ji")
+        try:
+            lw, nw = Wire(leader), Wire(node)
+            rep = node.replicator
+            assert rep.recovery_state == "first"
+            # A leader's append after index 12 reaches an empty log: ask.
+            rep._on_raft("spc", {"type": "app", "frm": "spc", "to": "ji", "term": 5,
+                                 "index": 12, "log_term": 5, "commit": 12, "entries": []})
+            await asyncio.sleep(0)
+            assert nw.app == [("spc", "rejoin")]
+            # The leader had ji at match 12: it resets and answers.
+            core = leader.replicator.core
+            core._become_candidate()
+            core._become_leader()
+            leader.replicator.runtime.role = Role.LEADER
+            core.prs["ji"].match = 12
+            await leader.replicator.on_app("ji", "rejoin",
+                                           canonical({"state": "first", "last": 0}))
+            await asyncio.sleep(0)
+            assert core.prs["ji"].match == 0 and lw.app == [("ji", "rejoin_r")]
+            reply = canonical({"acked": 12, "term": core.term})
+            await rep.on_app("spc", "rejoin_r", reply)
+            assert rep.recovery_state == "wiped" and rep._catching_up
+            assert read_marker(tmp_path / "ji") == {"term_floor": core.term, "cause": "wiped"}
+            rep._on_raft("ji01", vote("vote", core.term + 1))
+            assert rep.votes_withheld == 1 and nw.received[-1]["type"] == "app"
+            # A node that knows it lost state gets the probe and no answer to act on.
+            core.prs["ji"].match = 12
+            await leader.replicator.on_app("ji", "rejoin", canonical({"state": "lost",
+                                                                      "last": 0}))
+            await asyncio.sleep(0)
+            assert core.prs["ji"].match == 0 and lw.app == [("ji", "rejoin_r")]
+        finally:
+            close(leader)
+            close(node)
+
+    asyncio.run(main())
