@@ -81,6 +81,7 @@ class MembershipOps:
         self.errors: list[str] = []
         self.removed: str | None = None
         self.removed_at: int | None = None
+        self.removed_leader = False  #: whether the removed voter led when its removal began
         self._thread: threading.Thread | None = None
         self._n = 0
 
@@ -104,6 +105,7 @@ class MembershipOps:
             # Any voter of the original three, the leader included (Raft §6: a leader that is
             # removed steps down once the change commits).
             target = self.rng.choice(self.original)
+            self.removed_leader = target == self.c.leader()
         self.log.append(f"{time.strftime('%H:%M:%S')} {kind} {target or NEW_NODE} (begins)")
         self._thread = threading.Thread(target=self._run, args=(kind, target),
                                         name=f"member-{kind}", daemon=True)

@@ -381,6 +381,9 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
             if ops.removed is not None and ops.removed_at is not None:
                 res.violations += check_removed(c, ops.removed, ops.removed_at)
         res.figures["membership_changes"] = len(res.membership)
+        if ops is not None:
+            res.figures["membership"] = [f"{op} {n}@{h}" for op, n, h in res.membership]
+            res.figures["removed_leader"] = ops.removed_leader
     except Exception as exc:  # noqa: BLE001 - a run that cannot finish is a failure to report
         res.violations.append(f"run failed: {type(exc).__name__}: {exc}")
     finally:
@@ -428,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
           f"in {root}", flush=True)
     t0 = time.monotonic()
     totals = {"schedules": 0, "failed": 0, "kills": 0, "pauses": 0, "crashes": 0, "acked": 0,
-              "unknown": 0, "membership_changes": 0}
+              "unknown": 0, "membership_changes": 0, "leaders_removed": 0}
     for s in range(seed, seed + args.seeds):
         if args.minutes is not None and time.monotonic() - t0 > args.minutes * 60:
             break
@@ -443,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         totals["acked"] += int(r.figures.get("acked", 0))
         totals["unknown"] += int(r.figures.get("unknown", 0))
         totals["membership_changes"] += len(r.membership)
+        totals["leaders_removed"] += bool(r.figures.get("removed_leader"))
         print(json.dumps({"seed": s, "ok": not r.violations, "kills": r.kills,
                           "pauses": r.pauses, "crashes": r.crashes, "seconds": r.seconds,
                           **r.figures}), flush=True)
