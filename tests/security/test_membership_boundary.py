@@ -1,6 +1,7 @@
 """A removed node's certificate is refused (issue 11, security suite). Budget: about a minute.
 
-Three courts on loopback. A follower is removed by a committed ``membership`` entry, built,
+Three courts on loopback. A follower (and, in a second run, the leader itself) is removed by a
+committed ``membership`` entry, built,
 approved by a majority of the voting courts and submitted with the operator's commands
 (``courtledger member remove|approve|submit``, docs/operations.md §4). Its process is left
 running with its old certificate and key, as a careless or hostile operator would leave it.
@@ -19,6 +20,7 @@ block) the other nodes no longer pin its certificate (DESIGN §3):
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
@@ -73,13 +75,25 @@ def members_of(c: Cluster, node: str) -> set[str]:
     return {m["id"] for m in cluster_status(c.internal(node))["members"]}
 
 
+def leader_among(c: Cluster, nodes: list[str], timeout: float = 30) -> str:
+    """The leader once every node of ``nodes`` names the same one, from ``nodes``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {cluster_status(c.internal(n)).get("leader") for n in nodes}
+        if len(seen) == 1 and (leader := seen.pop()) in nodes:
+            return str(leader)
+        assert time.monotonic() < deadline, f"no leader among {nodes}: {seen}"
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("who", ["follower", "leader"])
 def test_removed_voter_is_refused_everywhere_and_the_cluster_keeps_committing(
-        tmp_path: Path) -> None:
+        tmp_path: Path, who: str) -> None:
     c, _ = start_cluster(tmp_path / "c", courts=3, spare=0)
     try:
         leader = c.leader()
         assert leader is not None
-        gone = next(n for n in c.ids if n != leader)
+        gone = leader if who == "leader" else next(n for n in c.ids if n != leader)
         stay = [n for n in c.ids if n != gone]
         courts = {n["id"]: n["court"] for n in c.genesis.consortium["nodes"]}
         before = receipt(c, leader, b"before the removal")
@@ -98,11 +112,13 @@ def test_removed_voter_is_refused_everywhere_and_the_cluster_keeps_committing(
                   str(c.folder / "keys" / f"{stay[0]}-admin.key"), "--node",
                   c.internal(leader), "--wait")
         assert out.returncode == 0, out.stderr
+        removed_at = int(json.loads(out.stdout)["entries"][0]["height"])  # the removal block
         deadline = time.monotonic() + 30
         while any(gone in members_of(c, n) for n in stay):
             assert time.monotonic() < deadline, "the removal never took effect"
             time.sleep(0.3)
-        removed_at = cluster_status(c.internal(leader))["applied_height"]
+        # A removed leader steps down once its removal commits (Raft thesis §4.2.2).
+        leader = leader_among(c, stay)
 
         # Its process runs on, with its old certificate; it keeps dialling and is refused.
         assert c.procs[gone].poll() is None
