@@ -119,10 +119,11 @@ def check_stored(c: Cluster, history: list[dict[str, Any]], *, audit: bool = Tru
         by_client[r["client"]].append(r)
     for client, rs in by_client.items():
         rs.sort(key=lambda r: r["seq"])
-        for a, b in zip(rs, rs[1:], strict=False):
-            if a["leaf_index"] >= b["leaf_index"]:
-                violations.append(f"client {client}: seq {a['seq']} at leaf {a['leaf_index']} "
-                                  f"but seq {b['seq']} at leaf {b['leaf_index']}")
+        for r1, r2 in zip(rs, rs[1:], strict=False):
+            if r1["leaf_index"] >= r2["leaf_index"]:
+                violations.append(f"client {client}: seq {r1['seq']} at leaf "
+                                  f"{r1['leaf_index']} but seq {r2['seq']} at leaf "
+                                  f"{r2['leaf_index']}")
     if audit:
         violations += run_audit(c, first)
     figures = {"height": height, "entries": sum(len(x[1]) for x in chains[first]),

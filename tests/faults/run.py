@@ -403,8 +403,8 @@ def run_schedule(seed: int, steps: int, root: Path, *, clients: int = 3,
     if res.violations:
         print(f"FAULT RUN FAILED seed={seed}: data, logs and history kept in {folder}",
               file=out, flush=True)
-        for v in res.violations[:20]:
-            print("  " + v, file=out, flush=True)
+        for line in res.violations[:20]:
+            print("  " + line, file=out, flush=True)
     elif not keep:
         shutil.rmtree(folder, ignore_errors=True)
     return res
