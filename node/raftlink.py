@@ -312,11 +312,12 @@ class RaftReplicator:
         if kind in _FROM_LEADER:
             self._leader_seen = True
             index = message.get("index")
-            if kind == "app" and isinstance(index, int) and index > self.logstore.last_index():
+            if kind == "app" and isinstance(index, int) and index > self.core.log.last_index():
                 # The leader appends after an index our log does not reach: we lag, or we
                 # lost entries it counted as ours (storage wiped, restored, or a whole data
-                # dir replaced). Only the leader knows which: tell it how far our log goes
-                # (``_on_rejoin``; at most once a second).
+                # dir replaced). Only the leader knows which: tell it how far our durable log
+                # goes (``_on_rejoin``; at most once a second). Our in-memory log is compared
+                # here, so that pipelined appends still being written do not trigger it.
                 self._ask_rejoin(peer)
         elif kind == "app_resp" and message.get("reject"):
             self._note_refusal(peer, message)
