@@ -348,6 +348,8 @@ class RaftReplicator:
     #   entry this leader committed with our lost acknowledgements at or below C. Until our
     #   *durable* log ends at a term ≥ T and an index ≥ C we hold all of them only partly, so
     #   we neither vote nor campaign (our own candidacy is a vote for a log just as short).
+    #   A leader of a higher term heard meanwhile replaces the target, and every term seen
+    #   meanwhile joins the vote floor.
     #
     # While a guard holds, our own vote and pre-vote requests are not sent (``_send``): etcd's
     # answer to the same question is a node that is not "promotable" never campaigns.
@@ -470,8 +472,17 @@ class RaftReplicator:
         if not isinstance(term, int):
             return True
         kind = message.get("type")
+        if (self._vote_floor is not None and self._heard_leader and term > self._vote_floor
+                and kind not in _FROM_LEADER):
+            # A term above the floor seen while we cannot yet vote (a candidate's): it may be
+            # a term we voted in before the loss, so it joins the floor (never lowered).
+            self._vote_floor = term
+            _keep_floor(self.config.data_dir, term)
         if kind in _FROM_LEADER:
-            if self._catch_up is None:
+            if self._catch_up is None or term > self._catch_up[0]:
+                # The first leader heard, or a later one (the first may have been deposed
+                # without knowing it): a newer leader's log holds every committed entry, so
+                # the target only grows stronger.
                 commit = message.get("commit", 0)
                 self._catch_up = (term, commit if isinstance(commit, int) else 0)
                 write_marker(self.config.data_dir / CATCHUP_MARKER,

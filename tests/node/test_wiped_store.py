@@ -160,19 +160,30 @@ def test_first_start_votes_then_a_wiped_start_withholds_until_caught_up(
             assert wire.app == [("spc", "rejoin")]
             assert json.loads((data / CATCHUP_MARKER).read_text()) == {"term": 7, "index": 2}
             assert read_marker(data) == {"term_floor": 7, "cause": "wiped"}
-            # Still short of what that leader held: a vote at a new term is refused too.
+            # Still short of what that leader held: a vote at a new term is refused too, and
+            # that term joins the floor (we may have voted in it before the loss).
             rep._on_raft("ji01", vote("vote", 8))
-            assert rep.votes_withheld == 4
-            rep.logstore.save(HardState(7, "", 0), [Entry(6, 1, "noop"), Entry(7, 2)])
-            # Caught up (durable log ends at term ≥ 7, index ≥ 2): that guard lifts; the vote
-            # floor still refuses term 7 (we may have voted in it), and allows term 8.
-            rep._on_raft("spc", {**hb, "type": "app", "index": 2, "log_term": 7,
-                                 "entries": []})
+            assert rep.votes_withheld == 4 and rep._vote_floor == 8
+            assert read_marker(data) == {"term_floor": 8, "cause": "wiped"}
+            # A later leader (the first may have been deposed without knowing it): the target
+            # becomes its term and commit index.
+            hb8 = {"type": "heartbeat", "frm": "ji01", "to": "ji", "term": 8, "commit": 3}
+            rep._on_raft("ji01", hb8)
+            assert json.loads((data / CATCHUP_MARKER).read_text()) == {"term": 8, "index": 3}
+            rep.logstore.save(HardState(8, "", 0), [Entry(6, 1, "noop"), Entry(7, 2)])
+            rep._on_raft("ji01", {**hb8, "type": "app", "index": 2, "log_term": 7,
+                                  "entries": []})
+            assert rep._catching_up  # term 7 at index 2 is not yet what leader 8 held
+            rep.logstore.save(None, [Entry(8, 3, "noop")])
+            # Caught up (durable log ends at term ≥ 8, index ≥ 3): that guard lifts; the vote
+            # floor still refuses terms 7 and 8 (we may have voted in them), and allows 9.
+            rep._on_raft("ji01", {**hb8, "type": "app", "index": 3, "log_term": 8,
+                                  "entries": []})
             assert not rep._catching_up and not (data / CATCHUP_MARKER).exists()
-            rep._on_raft("ji01", vote("vote", 7))
-            assert rep.votes_withheld == 5
             rep._on_raft("ji01", vote("vote", 8))
-            assert wire.received[-1]["term"] == 8 and rep.votes_withheld == 5
+            assert rep.votes_withheld == 5
+            rep._on_raft("ji01", vote("vote", 9))
+            assert wire.received[-1]["term"] == 9 and rep.votes_withheld == 5
             status = rep.recovery_status()
             assert status["state"] == "wiped" and status["heard_leader"]
             assert status["votes_granted_before_leader"] == 0
@@ -186,8 +197,8 @@ def test_first_start_votes_then_a_wiped_start_withholds_until_caught_up(
         node = open_node(consortium, data)
         try:
             rep, wire = node.replicator, Wire(node)
-            assert rep.recovery_state == "wiped" and rep._vote_floor == 7
-            rep._on_raft("ji01", vote("vote", 9))
+            assert rep.recovery_state == "wiped" and rep._vote_floor == 8
+            rep._on_raft("ji01", vote("vote", 10))
             assert wire.received == [] and rep.votes_withheld == 1
         finally:
             close(node)
