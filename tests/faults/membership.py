@@ -61,6 +61,10 @@ def _ok(out: subprocess.CompletedProcess[str], what: str) -> None:
         raise RuntimeError(f"{what}: exit {out.returncode}: {out.stderr.strip()[-300:]}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class MembershipOps:
     """Join, promote and remove on a :class:`~tests.faults.run.FaultCluster`, one at a time,
     each in a background thread; what happened is in :attr:`done` and :attr:`errors`."""
@@ -254,12 +258,20 @@ class MembershipOps:
                 [sys.executable, "-m", "node.cli", "follow", "--from", self.c.internal(src),
                  "--token", str(self.keys / "ji01-inspector.token"), "--data", str(data),
                  "--genesis", str(self.genesis_path), "--once"],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                # A run started in the background inherits SIGINT ignored; the follower must
+                # get Python's KeyboardInterrupt to close its store cleanly.
+                preexec_fn=_default_sigint)
             try:
                 _, err = proc.communicate(timeout=pull_s)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGINT)
-                _, err = proc.communicate(timeout=60)
+                try:
+                    _, err = proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    # Stuck: a hard stop is safe for the store (one synced batch per block).
+                    proc.kill()
+                    _, err = proc.communicate()
             text = err.decode(errors="replace")
             if "fails verification" in text or "not of our verified block" in text:
                 # A member served a block or checkpoint that does not verify: a finding.
