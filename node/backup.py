@@ -52,9 +52,10 @@ __all__ = ["CATCHUP_MARKER", "HAS_RUN_MARKER", "RESTORED_MARKER", "StartKind", "
            "restore_command", "start_kind", "write_marker"]
 
 RESTORED_MARKER = "RESTORED"
-#: Written (durably) before the node sends its first Raft message ever, and kept for the data
-#: dir's life, outside the LevelDB folders: a node that finds its Raft storage empty while this
-#: file is there has run before (it may have voted and acknowledged entries) and lost its disk.
+#: Written (durably) before the node's first Raft message that depends on stored Raft state
+#: (a vote, an acknowledgement), and kept for the data dir's life, outside the LevelDB folders:
+#: a node that finds its Raft storage empty while this file is there has run before (it may
+#: have voted and acknowledged entries) and lost its storage.
 HAS_RUN_MARKER = "HAS_RUN"
 #: While present, a node that lost its Raft state is still catching up to what the first leader
 #: it heard held: ``{"term": T, "index": C}`` (see node/raftlink.py, "the catch-up guard").
@@ -80,9 +81,9 @@ def start_kind(data_dir: Path, *, raft_empty: bool, ledger_height: int) -> Start
       in this state and they elect a leader normally.
     * ``resume``: Raft state on disk; the hard state remembers every vote.
 
-    A data dir lost *as a whole* (marker included) cannot be told from a new one; that is what
-    ``courtledger node restore`` (or an operator re-creating the marker) is for: see
-    docs/operations.md.
+    A data dir lost *as a whole* (marker included) cannot be told from a new one here; the
+    leader, which counted its acknowledgements, tells it so (node/raftlink.py ``_on_rejoin``),
+    and ``courtledger node restore`` is the path for it: see docs/operations.md.
     """
     if (data_dir / RESTORED_MARKER).exists():
         return "restored"
