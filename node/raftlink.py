@@ -506,8 +506,8 @@ class RaftReplicator:
     def _note_refusal(self, peer: str, message: dict[str, Any]) -> None:
         """Leader side: count a follower's refusals at or below its recorded match index.
 
-        Raft treats them as stale (etcd ``Progress.MaybeDecrTo``: "the rejection must be
-        stale if the progress has matched and rejected <= match"): messages are reordered,
+        Raft treats them as stale (etcd raft ``tracker/progress.go`` ``MaybeDecrTo``: in
+        replicate state a rejection at or below the match is dropped): messages are reordered,
         and under Raft's stable-storage assumption a follower's log never loses what it
         acknowledged. We keep that rule: the refusal of a follower that really lost its log
         cannot be told from a delayed one, and silently lowering the match would also hide that
