@@ -160,22 +160,29 @@ def snapshot(data_dir: Path, lock: threading.Lock) -> None:
                         shutil.copyfile(src, dst)
                 except FileNotFoundError:
                     pass  # removed by a compaction meanwhile: not needed by what we copied
+        # Never delete the only complete image: a kill between the two renames leaves ``old``
+        # (complete) and no ``last``, and :func:`restore` falls back to it. An ``old`` is
+        # removed only while a complete ``last`` exists, or once the new ``last`` is in place.
         last, old = root / "last", root / "old"
-        if old.exists():
-            shutil.rmtree(old)
         if last.exists():
+            if old.exists():
+                shutil.rmtree(old)
             last.rename(old)
         tmp.rename(last)
-        if old.exists():
-            shutil.rmtree(old)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def restore(data_dir: Path) -> bool:
     """Harness side of a simulated power loss (the node is dead): replace ``data_dir`` by its
     last snapshot. Returns False if there is none."""
-    last = snapshot_dir(data_dir) / "last"
+    root = snapshot_dir(data_dir)
+    last = root / "last"
     if not last.exists():
-        return False
+        # Killed between snapshot's two renames: the previous complete image is ``old`` (the
+        # sync being recorded had not returned to its caller, so nothing acknowledged is newer).
+        last = root / "old"
+        if not last.exists():
+            return False
     shutil.rmtree(data_dir, ignore_errors=True)
     shutil.copytree(last, data_dir)
     for lock in data_dir.rglob("LOCK"):
