@@ -30,9 +30,10 @@ from typing import Any
 
 import httpx
 
+from ledger.consortium import ConsortiumState
 from ledger.entries import entry_id
 from ledger.errors import LedgerError
-from ledger.receipts import verify_consistency_proof, verify_receipt
+from ledger.receipts import verify_consistency_proof, verify_receipt, voters_after
 from ledger.store import LedgerStore
 from node.demo import Cluster
 
@@ -143,6 +144,17 @@ def check_receipts(c: Cluster, acked: list[dict[str, Any]]) -> list[str]:
     if not with_receipt:
         return out
     latest: dict[str, tuple[int, str]] = {}
+    # Past a membership change a checkpoint's quorum is counted among the voters in force at
+    # its height, not the genesis voters. The latest receipt of the run carries every change
+    # as a consortium proof (DESIGN §2); each height takes the changes checkpointed below it
+    # (a change binds from the next block), verified by ``voters_after``.
+    donor = max(with_receipt, key=lambda r: r["receipt"]["checkpoint"]["height"])
+    changes = donor["receipt"].get("consortium") or []
+
+    def state_at(height: int) -> ConsortiumState:
+        below = [e for e in changes if e["checkpoint"]["height"] < height]
+        return voters_after(c.genesis, below, height)
+
     with httpx.Client(timeout=30) as http:
         for n in c.ids:
             cp = http.get(c.internal(n) + "/v1/checkpoints/latest", headers=_auth(c)).json()
@@ -173,7 +185,10 @@ def check_receipts(c: Cluster, acked: list[dict[str, Any]]) -> list[str]:
                     continue
                 proof = resp.json()
                 try:
-                    verify_consistency_proof(proof, c.genesis)
+                    verify_consistency_proof(
+                        proof, c.genesis,
+                        first_state=state_at(int(proof["first"]["checkpoint"]["height"])),
+                        second_state=state_at(int(proof["second"]["checkpoint"]["height"])))
                 except LedgerError as exc:
                     out.append(f"{n}: consistency proof {facts.tree_size}→{size}: {exc}")
                     break
