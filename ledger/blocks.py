@@ -29,7 +29,14 @@ from ledger.crypto import (
     verify_object,
 )
 from ledger.encoding import canonical
-from ledger.entries import IsKnown, check_entry, encode_envelope, entry_claims, entry_id
+from ledger.entries import (
+    IsKnown,
+    VerifiedSignatures,
+    check_entry,
+    encode_envelope,
+    entry_claims,
+    entry_id,
+)
 from ledger.errors import EncodingError, SignatureError, ValidityError
 from ledger.merkle import MerkleLog, leaf_hash
 
@@ -237,6 +244,7 @@ def examine_block(
     log: AppendLog,
     is_known: IsKnown,
     stop_at_first: bool = False,
+    verified: VerifiedSignatures | None = None,
 ) -> BlockResult:
     """Check ``block`` as the successor of ``prev_header``, collecting every problem.
 
@@ -357,6 +365,7 @@ def examine_block(
                 index=i,
                 is_known=known,
                 encoded=env_bytes,
+                verified=verified,
             )
         except ValidityError as exc:
             ok = False
@@ -422,6 +431,7 @@ def check_block(
     *,
     log: AppendLog,
     is_known: IsKnown,
+    verified: VerifiedSignatures | None = None,
 ) -> list[bytes]:
     """Validity of ``block`` after ``prev_header``; return its entry ids in order.
 
@@ -430,9 +440,11 @@ def check_block(
     previous block. On success the block's leaves have been appended to ``log``. If only the
     root is wrong they have been appended too (the caller discards that log: a committed block
     that fails validity stops the node, DESIGN §3); on any other failure ``log`` is untouched.
+    ``verified`` spares re-verifying entry signatures this process checked already (admission).
     """
     result = examine_block(
-        state, chain_id, prev_header, block, log=log, is_known=is_known, stop_at_first=True
+        state, chain_id, prev_header, block, log=log, is_known=is_known, stop_at_first=True,
+        verified=verified,
     )
     if result.problems:
         raise result.problems[0]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -104,6 +105,48 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 
 IsKnown = Callable[[bytes], bool]
+
+
+class VerifiedSignatures:
+    """Entry signatures this process has already verified, so a signature is checked once.
+
+    The leader checks each submission's signature at admission and again when it applies the
+    block holding it; a node that admitted an entry and forwarded it checks it again on apply.
+    An Ed25519 verification is the largest cost of an entry, so :func:`check_entry` consults
+    this set before verifying and records each signature that verified.
+
+    Sound because the key is ``(entry id, signature)`` and the entry id is ``H(canonical
+    payload)``: the same id means the same payload bytes (collision resistance, which every
+    entry id already relies on), hence the same signer key and the same signed message
+    ``TAG_ENTRY + chain_id + payload``; one instance serves one chain (one ``chain_id``). The
+    verification is deterministic, so its answer for those bytes cannot change. Bounded (the
+    oldest are forgotten first) and safe to share between the worker threads of admission and
+    apply. A forgotten signature is simply verified again: this is a cache, never a rule.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._seen: dict[tuple[bytes, bytes], None] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def seen(self, eid: bytes, sig: bytes) -> bool:
+        """True if this exact signature of entry ``eid`` verified here before."""
+        with self._lock:
+            if (eid, sig) in self._seen:
+                self.hits += 1
+                return True
+            return False
+
+    def add(self, eid: bytes, sig: bytes) -> None:
+        """Record that ``sig`` verified for entry ``eid``."""
+        with self._lock:
+            self._seen[(eid, sig)] = None
+            while len(self._seen) > self.capacity:
+                del self._seen[next(iter(self._seen))]  # dicts keep insertion order: FIFO
 
 
 # =========================================================================== building
@@ -260,17 +303,21 @@ def check_entry(
     index: int | None = None,
     is_known: IsKnown = lambda _id: False,
     encoded: bytes | None = None,
+    verified: VerifiedSignatures | None = None,
 ) -> bytes:
     """Validity of one envelope in a block at ``height`` timed ``block_time``; return its id.
 
     ``state`` is the consortium in force for this block (after block ``height − 1``);
     ``is_known(entry_id)`` says whether an entry id is already in the chain. ``encoded`` may
     carry :func:`encode_envelope` of ``envelope`` if the caller has it (saves re-encoding).
+    ``verified`` (optional) skips the signature check of a signature this process verified
+    before (:class:`VerifiedSignatures`): the outcome is the same, only cheaper.
     Raises :class:`ValidityError` carrying ``height`` and ``index`` with the reason. Pure and
     deterministic: this is what every node and every auditor replays (DESIGN §2, Validity).
     """
     try:
-        return _check_entry(state, chain_id, envelope, block_time, height, is_known, encoded)
+        return _check_entry(state, chain_id, envelope, block_time, height, is_known, encoded,
+                            verified)
     except ValidityError as exc:
         raise _invalid(exc.detail, height, index) from None
 
@@ -283,6 +330,7 @@ def _check_entry(
     height: int,
     is_known: IsKnown,
     encoded: bytes | None,
+    verified: VerifiedSignatures | None,
 ) -> bytes:
     # 1. Shape, canonical bytes and size (params.max_entry_bytes bounds the whole envelope).
     _check_envelope_shape(envelope)
@@ -327,10 +375,13 @@ def _check_entry(
         )
 
     # 5. The signature over tag + chain id + canonical(payload).
-    try:
-        verify_signature(payload["signer"], TAG_ENTRY + bytes(chain_id) + payload_bytes, sig)
-    except SignatureError as exc:
-        raise ValidityError(f"entry signature: {exc.detail}") from None
+    if verified is None or not verified.seen(eid, sig):
+        try:
+            verify_signature(payload["signer"], TAG_ENTRY + bytes(chain_id) + payload_bytes, sig)
+        except SignatureError as exc:
+            raise ValidityError(f"entry signature: {exc.detail}") from None
+        if verified is not None:
+            verified.add(eid, sig)
 
     # 6. The bodies the ledger itself interprets.
     body = payload["body"]
@@ -614,6 +665,7 @@ def admit(
     chain_id: bytes,
     now_ms: int,
     is_known: IsKnown = lambda _id: False,
+    verified: VerifiedSignatures | None = None,
 ) -> bytes:
     """The node's checks on a submission; return its entry id.
 
@@ -635,6 +687,7 @@ def admit(
         height=state.height + 1,
         index=None,
         is_known=is_known,
+        verified=verified,
     )
 
 
@@ -879,6 +932,7 @@ __all__ = [
     "NONCE_SIZE",
     "JSONEntryError",
     "admit",
+    "VerifiedSignatures",
     "check_entry",
     "decode_envelope",
     "encode_envelope",

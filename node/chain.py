@@ -24,6 +24,7 @@ from ledger.checkpoints import to_file
 from ledger.consortium import ConsortiumState
 from ledger.crypto import Signer
 from ledger.encoding import decode
+from ledger.entries import VerifiedSignatures
 from ledger.errors import LedgerError, ProofError
 from ledger.genesis import Genesis
 from ledger.store import LedgerStore
@@ -69,6 +70,9 @@ class Chain:
         cp = store.latest_checkpoint()
         self.cosigned_height: int = cp[0]["height"] if cp else 0
         self._matches: dict[bytes, dict[str, Any] | None] = {}
+        # Signatures checked at admission are not verified a second time on apply (the
+        # leader's largest per-entry cost); see ledger.entries.VerifiedSignatures.
+        self.verified = VerifiedSignatures()
 
     @classmethod
     def open(cls, path: Path, genesis: Genesis) -> Chain:
@@ -145,7 +149,8 @@ class Chain:
         """Validity of a committed block on the head (pure; raises ``ValidityError``)."""
         _, prev, _ = self.store.head()
         ids = check_block(self.state, self.chain_id, prev, block,
-                          log=self.store.shadow_log(), is_known=self.has_entry)
+                          log=self.store.shadow_log(), is_known=self.has_entry,
+                          verified=self.verified)
         return block_hash(self.hash_alg, block["header"]), ids
 
     def append(self, block: dict[str, Any], bhash: bytes, ids: list[bytes],

@@ -14,6 +14,7 @@ from ledger.consortium import ConsortiumState
 from ledger.crypto import H, sha256
 from ledger.encoding import canonical
 from ledger.entries import (
+    VerifiedSignatures,
     admit,
     check_entry,
     decode_envelope,
@@ -97,6 +98,41 @@ def test_payload_changed_after_signing(world: Any, state: ConsortiumState) -> No
     env = world.document()
     env["payload"]["body"]["size"] += 1
     refused(world, state, env, "entry signature")
+
+
+def test_verified_signatures_spare_a_second_check_and_nothing_else(
+    world: Any, state: ConsortiumState
+) -> None:
+    """Admission, then apply: the second check finds the signature verified already; a
+    different signature for the same payload, or the same one refused before, is checked."""
+    seen = VerifiedSignatures()
+    env = world.document()
+    eid = check(world, state, env, verified=seen)
+    assert len(seen) == 1 and seen.hits == 0
+    assert check(world, state, env, verified=seen) == eid
+    assert seen.hits == 1
+    # Same payload (same entry id), a forged signature: never taken from the set.
+    forged = dict(env, sig=bytes(64))
+    refused(world, state, forged, "entry signature", verified=seen)
+    refused(world, state, forged, "entry signature", verified=seen)
+    assert len(seen) == 1 and seen.hits == 1
+    # A refusal for another reason than the signature records nothing either.
+    late = world.document()
+    refused(world, state, late, "max_future_ms", block_time=late["payload"]["time"] - 10**7,
+            verified=seen)
+    assert len(seen) == 1
+
+
+def test_verified_signatures_forget_the_oldest_beyond_capacity(
+    world: Any, state: ConsortiumState
+) -> None:
+    seen = VerifiedSignatures(capacity=2)
+    envs = [world.document() for _ in range(3)]
+    ids = [check(world, state, e, verified=seen) for e in envs]
+    assert len(seen) == 2
+    assert not seen.seen(ids[0], envs[0]["sig"]) and seen.seen(ids[2], envs[2]["sig"])
+    # A forgotten signature is verified again, with the same outcome.
+    assert check(world, state, envs[0], verified=seen) == ids[0]
 
 
 def test_signature_for_another_chain(world: Any, state: ConsortiumState) -> None:

@@ -188,3 +188,28 @@ def test_reopened_chain_resumes_at_its_head_with_the_state_in_force(
         assert again.chain.applied_index == 1
     finally:
         again.chain.close()
+
+
+def test_a_signature_admitted_here_is_not_verified_again_on_apply(
+    one: Path, tmp_path: Path
+) -> None:
+    """The leader verifies a submission's signature at admission; applying the block that
+    holds it reuses that result (node.chain.verified), and a block carrying the same entry
+    with another signature is still refused on apply."""
+    from node.admission import admit_batch
+
+    node = node_of(one, "spc", tmp_path)
+    try:
+        env = doc(one, node, 40)
+        eid = entry_id(node.chain.hash_alg, env["payload"])
+        assert [a[0] for a in admit_batch(node.chain, [(0, eid, env)])] == [eid]
+        assert node.chain.verified.hits == 0
+        forged = dict(env, sig=bytes(64))
+        bad, _ = node.chain.build_block([forged], 1)
+        with pytest.raises(Exception, match="entry signature"):
+            node.chain.check(bad)
+        block, _ = node.chain.build_block([env], 1)
+        _, ids = node.chain.check(block)
+        assert ids == [eid] and node.chain.verified.hits == 1
+    finally:
+        node.chain.close()
