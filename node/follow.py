@@ -66,15 +66,22 @@ class Follower:
         except httpx.HTTPError as exc:
             raise SourceUnreachable(f"{self.source}: {exc}") from None
 
-    def step(self, max_blocks: int = 500) -> int:
-        """One pull: blocks above our head (at most ``max_blocks``), then checkpoints.
-        Returns how many blocks were stored; sets :attr:`failure` on a bad block."""
-        if self.failure is not None:
-            return 0
+    def remote_height(self) -> int:
+        """The source's head height now."""
         r = self._get("/v1/head")
         if r.status_code != 200:
             raise SourceUnreachable(f"{self.source}/v1/head answered {r.status_code}")
-        remote = int(r.json()["height"])
+        return int(r.json()["height"])
+
+    def step(self, max_blocks: int = 500, until: int | None = None) -> int:
+        """One pull: blocks above our head (at most ``max_blocks``, none above ``until``),
+        then checkpoints. Returns how many blocks were stored; sets :attr:`failure` on a bad
+        block."""
+        if self.failure is not None:
+            return 0
+        remote = self.remote_height()
+        if until is not None:
+            remote = min(remote, until)
         stored = 0
         start = self.chain.height + 1
         for h in range(start, min(remote, start + max_blocks - 1) + 1):
@@ -173,7 +180,8 @@ def _serve(app: Any, listen: str) -> None:
               type=click.Path(path_type=Path), help="The pinned genesis file.")
 @click.option("--listen", default=None, help="host:port to serve verify-by-hash from the copy.")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between pulls.")
-@click.option("--once", is_flag=True, help="Catch up once and exit (1 on a bad block).")
+@click.option("--once", is_flag=True,
+              help="Catch up to the source's head at start and exit (1 on a bad block).")
 def follow_command(source: str, token_file: Path, data: Path, genesis_path: Path,
                    listen: str | None, interval: float, once: bool) -> None:
     """Keep a verified copy of the chain from any node; serve verify-by-hash from it."""
@@ -196,7 +204,11 @@ def follow_command(source: str, token_file: Path, data: Path, genesis_path: Path
     try:
         while True:
             try:
-                while follower.step() > 0:
+                # --once catches up to the head the source has when it starts: on a chain
+                # that grows about as fast as this copy verifies, "until nothing is new"
+                # would never come.
+                until = follower.remote_height() if once else None
+                while follower.step(until=until) > 0:
                     pass
             except SourceUnreachable as exc:
                 if once:

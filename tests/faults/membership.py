@@ -240,9 +240,9 @@ class MembershipOps:
 
         The copy only has to reach the block that admits the node (``admitted_at``): the node
         catches up on the rest itself (Raft, or a verified block transfer past the leader's
-        compacted log: DESIGN §3). ``follow --once`` keeps pulling while the head moves, and a
-        busy chain grows about as fast as one follower verifies it, so it is interrupted after
-        a while (SIGINT: it closes its store cleanly) and resumed if the copy is still short.
+        compacted log: DESIGN §3). ``follow --once`` stops at the head it saw first; a member
+        paused or cut off mid-copy can still hold it up, so it is interrupted after a while
+        (SIGINT: it closes its store cleanly) and resumed if the copy is still short.
         """
         deadline = time.monotonic() + timeout
         data = self.c.folder / "data" / NEW_NODE
