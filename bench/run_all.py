@@ -446,8 +446,9 @@ def write_doc(r: dict[str, Any], rows: list[tuple[str, str, str, str]], text: st
            "bytes under `doc/<sha256>` (fsynced WAL, no signature checked).",
            "- **The whole ledger against its ceiling.** `bench/cluster_bench.py --json`: "
            "3 nodes, pre-signed entries, 100 per request from 4 client processes, "
-           "ceiling = cores × single-core verify rate ÷ 4 signature verifications per entry "
-           "(admission + apply on each of 3 nodes).",
+           "ceiling = cores × single-core verify rate ÷ the signature verifications per entry "
+           "(`sig_verifications_per_entry`: apply on each of 3 nodes; admission's check is "
+           "reused by the leader's apply since it is remembered).",
            "- **Verify-by-hash.** The same generator at concurrency 16: the node's public "
            "`GET /v1/verify/{sha256}`, a bare FastAPI endpoint reading the same LevelDB key "
            "from a copy of that node's store (`cluster_bench.BARE_APP`), and etcd's "
