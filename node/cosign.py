@@ -51,6 +51,8 @@ log = logging.getLogger("courtledger.cosign")
 CHANNEL = "cosig"
 #: Signatures that arrive before their block is applied here wait, up to this many heights.
 MAX_EARLY_HEIGHTS = 1024
+#: ... and at most this many signatures wait per height (peers resend; voters are few).
+MAX_EARLY_PER_HEIGHT = 32
 #: Own checkpoints kept in memory for comparison (older ones are read from the store).
 KEEP_HEIGHTS = 4096
 #: A cosig frame's fields; an announcement (see Cosigner._announce) adds the header ones.
@@ -247,16 +249,26 @@ class Cosigner:
                  hdr: _Header | None = None) -> bool:
         """Check and record a peer's signature; True if it was new here."""
         h = cp["height"]
+        if h > self.chain.height and h not in self.own:
+            # Not applied here yet. It is judged once it is (on_applied takes it from
+            # ``early``): the voters in force at h may include a node promoted by a block not
+            # applied here yet, whose signature checked now against our head's voters would be
+            # dropped as invalid, and a returning node would then miss that quorum for good.
+            waiting = self.early.get(h)
+            if waiting is None and len(self.early) < MAX_EARLY_HEIGHTS:
+                waiting = self.early.setdefault(h, [])
+            if (waiting is not None and len(waiting) < MAX_EARLY_PER_HEIGHT
+                    and not any(p == peer and s == sig for p, _, s, _ in waiting)):
+                waiting.append((peer, cp, sig, hdr))
+            return False
         voters = self.chain.voters_at(h)
         if peer not in verify_checkpoint_signatures(cp, [{"node": peer, "sig": sig}], voters):
             log.warning("invalid checkpoint signature from %s at height %d", peer, h)
             return False
         mine = self.own.get(h)
-        if mine is None and h <= self.chain.height:
+        if mine is None:
             mine = self.chain.checkpoint_body(h)
         if mine is None:
-            if len(self.early) < MAX_EARLY_HEIGHTS:
-                self.early.setdefault(h, []).append((peer, cp, sig, hdr))
             return False
         eq = detect_equivocation(mine, cp)
         if eq is not None:

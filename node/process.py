@@ -35,6 +35,9 @@ from node.inspection import InspectionWorker
 from node.service import FORWARD, FORWARD_REPLY, NodeServiceImpl
 
 log = logging.getLogger("courtledger.node")
+#: Seconds a node must have stayed near the commit index before its clock judges block times
+#: (see ``Node._caught_up``).
+SETTLE_S = 5.0
 
 
 class Metrics:
@@ -103,6 +106,7 @@ class Node:
         self.signer = Ed25519Signer.from_file(config.node_key)
         self.metrics = Metrics()
         self.alarms: dict[str, str] = {}
+        self._near_commit_since: float | None = None
         self.chain = Chain.open(config.data_dir / "ledger", self.genesis)
         self.chain.signer = self.signer
         self.chain.node_id = config.node_id
@@ -207,7 +211,22 @@ class Node:
         self.service.notify_cosigned(height)
 
     def _caught_up(self, index: int) -> bool:
-        return bool(self.replicator.commit_index() - index <= 2)
+        """Whether this node applies the block at Raft ``index`` as it arrives, so that its
+        clock may judge the block's time (DESIGN §2: "its own clock at receipt").
+
+        Near the commit index is not enough: a node back from a long absence applies the last
+        blocks of its backlog near the commit index too, long after their time, and would
+        refuse to cosign them as skewed (then never collect their checkpoints). So a node
+        counts as caught up only once it has stayed near the commit index for
+        :data:`SETTLE_S`; the blocks at the end of a backlog fall inside that window.
+        """
+        now = time.monotonic()
+        if self.replicator.commit_index() - index > 2:
+            self._near_commit_since = None
+            return False
+        if self._near_commit_since is None:
+            self._near_commit_since = now
+        return now - self._near_commit_since >= SETTLE_S
 
     async def send_all(self, channel: str, data: bytes) -> None:
         """Send an application frame to every other voter (best effort)."""

@@ -132,6 +132,68 @@ def test_a_height_refused_for_clock_skew_is_never_signed_later(three: Path,
     asyncio.run(main())
 
 
+def test_a_signature_for_a_height_not_applied_is_judged_by_that_heights_voters(
+    three: Path, tmp_path: Path
+) -> None:
+    """A returning node gets signatures of heights it has not applied yet. They are judged
+    once it has applied them, against the voters in force there: a node promoted by a block
+    still ahead of this one's head must count (seen in a fault run: dropped as invalid, that
+    quorum was never completed here)."""
+    async def main() -> None:
+        ahead = node_of(three, "spc", tmp_path / "ahead")
+        node = node_of(three, "spc", tmp_path / "behind")
+        try:
+            header, bhash = _apply_one(ahead, doc(three, ahead, 43))
+            cp = body(ahead, 1)
+            block = ahead.chain.block(1)
+            assert block is not None
+            everyone = node.chain.voters_at(1)
+            # Until height 1 is applied here, ji01 is not a voter as far as the head knows.
+            real = node.chain.voters_at
+            node.chain.voters_at = lambda h: (  # type: ignore[method-assign]
+                [v for v in everyone if v[0] != "ji01"] if node.chain.height < 1 else real(h))
+            Wire(node)
+            await node.cosigner.on_frame("ji01", frame(three, "ji01", cp))
+            assert not node.chain.cosigned(1) and 1 in node.cosigner.early
+            _, ids = node.chain.check(block)
+            node.chain.append(block, bhash, ids, 1)
+            await node.cosigner.on_applied(header, bhash, caught_up=False)
+            assert node.chain.cosigned(1), node.cosigner.sigs
+            assert set(node.cosigner.sigs[1]) == {"spc", "ji01"}
+        finally:
+            ahead.chain.close()
+            node.chain.close()
+
+    asyncio.run(main())
+
+
+def test_a_node_judges_block_times_only_once_settled_near_the_commit_index(
+    three: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last blocks of a backlog are applied near the commit index but long after their
+    time: they must not be refused as skewed (which would leave them without this node's
+    signature). Judging starts once the node has stayed near the commit index a while."""
+    import node.process as process
+
+    node = node_of(three, "spc", tmp_path)
+    try:
+        clock = [1000.0]
+        monkeypatch.setattr(process.time, "monotonic", lambda: clock[0])
+        commit = [500]
+        monkeypatch.setattr(node.replicator, "commit_index", lambda: commit[0])
+        assert not node._caught_up(100)  # far behind
+        assert not node._caught_up(499)  # the end of the backlog, just reached
+        clock[0] += process.SETTLE_S / 2
+        assert not node._caught_up(500)
+        clock[0] += process.SETTLE_S
+        assert node._caught_up(500)  # settled: its clock judges block times now
+        commit[0] = 900
+        assert not node._caught_up(501)  # behind again (a pause, a partition)
+        assert not node._caught_up(899)
+    finally:
+        node.chain.close()
+
+
 # --------------------------------------------------------------------------- real processes
 
 
