@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import httpx
 import tomli_w
 
 from api.codec import envelope_to_json
+from consensus import tls
 from ledger.crypto import Ed25519Signer
 from ledger.entries import make_payload, sign_entry
 from node.demo import Cluster
@@ -149,3 +151,17 @@ def start_process(c: Cluster, node_id: str, config: Path) -> subprocess.Popen[by
 
 def cluster_status(base: str) -> dict[str, Any]:
     return httpx.get(base + "/v1/cluster", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def tls_link_answers(cert: Path, key: Path, trust: Path, port: int, frame: bytes) -> bool:
+    """Whether a TLS client with ``cert`` gets an open link that answers ``frame`` (False:
+    refused at the handshake or closed without an answer)."""
+    ctx = tls.client_context(str(cert), str(key), [trust.read_bytes()])
+    try:
+        with socket.create_connection(("127.0.0.1", port), 5) as raw, \
+                ctx.wrap_socket(raw) as s:
+            s.sendall(frame)
+            s.settimeout(3)
+            return s.recv(1) != b""
+    except (ssl.SSLError, OSError):
+        return False

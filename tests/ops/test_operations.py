@@ -14,7 +14,6 @@ import json
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -26,7 +25,6 @@ from typing import Any
 import httpx
 import pytest
 
-from consensus import tls
 from consensus.framing import encode_frame
 from ledger.bundle import BundleWriter, read_bundle
 from ledger.crypto import Ed25519Signer
@@ -43,6 +41,7 @@ from tests.ops.opshelp import (
     key,
     post,
     start_cluster,
+    tls_link_answers,
     token_header,
     wait_heads,
 )
@@ -96,19 +95,6 @@ def _approved(c: Cluster, tmp: Path, name: str, build: list[str]) -> Path:
     return path
 
 
-def _connect_with(cert: Path, tls_key: Path, trust: Path, port: int, frame: bytes) -> bool:
-    """Whether a TLS client with ``cert`` gets an open, answering link (False: refused)."""
-    ctx = tls.client_context(str(cert), str(tls_key), [trust.read_bytes()])
-    try:
-        with socket.create_connection(("127.0.0.1", port), 5) as raw, \
-                ctx.wrap_socket(raw) as s:
-            s.sendall(frame)
-            s.settimeout(3)
-            return s.recv(1) != b""
-    except (ssl.SSLError, OSError):
-        return False
-
-
 # --------------------------------------------------------------------------- update-keys
 
 
@@ -155,7 +141,7 @@ def test_update_keys_replaces_a_nodes_certificate_and_the_old_one_is_refused(
         "log_term": term + 9}})
     for peer in (n for n in c.ids if n != node):
         port = c.configs[peer].listen.raft.port
-        assert not _connect_with(old / f"{node}.tls.crt", old / f"{node}.tls.key",
+        assert not tls_link_answers(old / f"{node}.tls.crt", old / f"{node}.tls.key",
                                  keys / f"{peer}.tls.crt", port, vote)
     assert cluster_status(c.internal(leader))["term"] == term  # the old key moved nothing
 

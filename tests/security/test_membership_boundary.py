@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -32,12 +30,19 @@ import httpx
 import pytest
 
 from api.codec import envelope_to_json
-from consensus import tls
 from consensus.framing import encode_frame
 from ledger.entries import entry_id
 from ledger.receipts import verify_receipt
 from node.demo import Cluster
-from tests.ops.opshelp import cli, cluster_status, doc_env, post, start_cluster, token_header
+from tests.ops.opshelp import (
+    cli,
+    cluster_status,
+    doc_env,
+    post,
+    start_cluster,
+    tls_link_answers,
+    token_header,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -48,19 +53,6 @@ def peer_refused(c: Cluster, node: str) -> float:
     m = re.search(r"^courtledger_peer_refused_total (\S+)$", text, re.M)
     assert m is not None, "courtledger_peer_refused_total is not exported"
     return float(m.group(1))
-
-
-def answered(cert: Path, key: Path, trust: Path, port: int, frame: bytes) -> bool:
-    """Whether a TLS client with ``cert`` gets an open link that answers ``frame``."""
-    ctx = tls.client_context(str(cert), str(key), [trust.read_bytes()])
-    try:
-        with socket.create_connection(("127.0.0.1", port), 5) as raw, \
-                ctx.wrap_socket(raw) as s:
-            s.sendall(frame)
-            s.settimeout(3)
-            return s.recv(1) != b""
-    except (ssl.SSLError, OSError):
-        return False
 
 
 def receipt(c: Cluster, node: str, content: bytes) -> dict[str, Any]:
@@ -143,7 +135,7 @@ def test_removed_voter_is_refused_everywhere_and_the_cluster_keeps_committing(
             refused = peer_refused(c, n)
             port = c.configs[n].listen.raft.port
             for frame in (vote, prevote, cosign):
-                assert not answered(keys / f"{gone}.tls.crt", keys / f"{gone}.tls.key",
+                assert not tls_link_answers(keys / f"{gone}.tls.crt", keys / f"{gone}.tls.key",
                                     keys / f"{n}.tls.crt", port, frame), n
             assert peer_refused(c, n) >= refused + 3, n
 
