@@ -216,7 +216,8 @@ class BlockResult:
         return not self.problems
 
 
-def _header_shape(header: Any) -> str | None:
+def header_shape_problem(header: Any) -> str | None:
+    """Why ``header`` is not a well-formed block header map (DESIGN §2 "Blocks"), or None."""
     if not isinstance(header, dict):
         return "header must be a map"
     if set(header) != set(HEADER_KEYS):
@@ -265,7 +266,7 @@ def examine_block(
         problem("a block is a map with exactly header, sig, entries")
         return result
     header, sig, entries = block["header"], block["sig"], block["entries"]
-    shape = _header_shape(header)
+    shape = header_shape_problem(header)
     if shape is not None:
         problem(shape)
         return result
@@ -458,6 +459,7 @@ __all__ = [
     "block_hash",
     "build_block",
     "check_block",
+    "header_shape_problem",
     "entry_leaf",
     "examine_block",
     "make_header",

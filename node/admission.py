@@ -45,7 +45,7 @@ def admit_batch(chain: Any, fresh: Fresh, now_ms: int | None = None) -> Admitted
                     f"{chain.params.max_entry_bytes}"
                 )
             admit(env, state=state, chain_id=chain.chain_id, now_ms=now,
-                  is_known=chain.has_entry, verified=getattr(chain, "verified", None))
+                  is_known=chain.has_entry, verified=chain.verified)
         except LedgerError as exc:
             exc.detail = f"entries[{i}]: {exc.detail}"
             exc.args = (exc.detail,)

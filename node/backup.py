@@ -48,8 +48,8 @@ from ledger.genesis import Genesis, genesis_header_is
 from ledger.store import LedgerStore
 
 __all__ = ["CATCHUP_MARKER", "HAS_RUN_MARKER", "RESTORED_MARKER", "StartKind", "backup_command",
-           "ingest_block", "ingest_checkpoint", "mark_has_run", "read_marker", "restore_bundle",
-           "restore_command", "start_kind", "write_marker"]
+           "ingest_block", "ingest_checkpoint", "mark_has_run", "mark_wiped", "read_marker",
+           "restore_bundle", "restore_command", "start_kind", "write_marker"]
 
 RESTORED_MARKER = "RESTORED"
 #: Written (durably) before the node's first Raft message that depends on stored Raft state
@@ -107,6 +107,14 @@ def write_marker(path: Path, value: dict[str, Any]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def mark_wiped(data_dir: Path, term_floor: int) -> None:
+    """Record, durably, that this node lost its Raft state after it had run: the restore
+    guards with ``term_floor`` and a catch-up target still to be fixed by the first leader
+    heard (node/raftlink.py). Both markers outlive restarts until the guards lift."""
+    write_marker(data_dir / RESTORED_MARKER, {"term_floor": term_floor, "cause": "wiped"})
+    write_marker(data_dir / CATCHUP_MARKER, {"pending": True})
 
 
 def mark_has_run(data_dir: Path, node_id: str) -> None:

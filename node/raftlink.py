@@ -362,11 +362,10 @@ class RaftReplicator:
         from node.backup import (
             CATCHUP_MARKER,
             HAS_RUN_MARKER,
-            RESTORED_MARKER,
             mark_has_run,
+            mark_wiped,
             read_marker,
             start_kind,
-            write_marker,
         )
 
         data_dir = config.data_dir
@@ -377,8 +376,7 @@ class RaftReplicator:
             # Terms only grow along the chain: the head's is the highest any stored block names.
             head_term = self.chain.store.head()[1].get("term", 0)
             floor = head_term if isinstance(head_term, int) else 0
-            write_marker(data_dir / RESTORED_MARKER, {"term_floor": floor, "cause": "wiped"})
-            write_marker(data_dir / CATCHUP_MARKER, {"pending": True})
+            mark_wiped(data_dir, floor)
             log.warning(
                 "node %s: its storage was empty after it had run (no Raft state under %s, ledger "
                 "at height %d): catching up from the leader. It casts no vote and does not "
@@ -580,7 +578,7 @@ class RaftReplicator:
         """The leader counted acknowledgements from us, yet we started as new: our whole data
         dir was lost. Take the guards of a wiped node from now on (durably), with a vote floor
         at the leader's term at least: we may have voted in any term up to it."""
-        from node.backup import CATCHUP_MARKER, RESTORED_MARKER, write_marker
+        from node.backup import mark_wiped
 
         # Only our own recorded state is checked: the sender is a member (pinned mTLS), and a
         # false claim can only make us more careful, never less.
@@ -595,9 +593,7 @@ class RaftReplicator:
             log.warning("dropping a rejoin answer from %s: %s", peer, exc)
             return
         floor = max(term, self.core.term)
-        write_marker(self.config.data_dir / RESTORED_MARKER, {"term_floor": floor,
-                                                              "cause": "wiped"})
-        write_marker(self.config.data_dir / CATCHUP_MARKER, {"pending": True})
+        mark_wiped(self.config.data_dir, floor)
         self.recovery_state = "wiped"
         self._vote_floor = floor
         self._heard_leader = False
